@@ -1,0 +1,35 @@
+# Two commands for a fresh machine:  make demo   and   make test
+# DALI=cuda13 selects nvidia-dali-cuda130 instead of nvidia-dali-cuda120.
+DALI ?= cuda12
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(DALI)
+
+ifeq ($(filter $(DALI),cuda12 cuda13),)
+$(error DALI must be cuda12 or cuda13, got '$(DALI)')
+endif
+
+.PHONY: test demo clean
+
+# The stamp depends on the packaging files, so a second run reuses .venv
+# and only reinstalls when setup.cfg or pyproject.toml change.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	# Both DALI wheels provide nvidia.dali: drop the one not selected.
+	$(PY) -m pip uninstall -q -y nvidia-dali-cuda120 nvidia-dali-cuda130
+	$(PY) -m pip install -q -e '.[$(DALI),dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	mkdir -p out
+	$(PY) -m dali_mixup.show --out out/mixup_grid.png
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,112 @@
+"""The mixup operator: a DALI graph fragment for use inside any ``@pipeline_def``."""
+
+import numbers
+
+from nvidia.dali import fn, types
+
+
+def _check_args(num_classes, alpha, per_sample, label_smoothing, return_params, dtype):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__} ({num_classes!r})")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha must be a number, got {type(alpha).__name__} ({alpha!r})")
+    if not alpha >= 0:  # also refuses NaN
+        raise ValueError(f"alpha must be >= 0 (0 turns mixup off), got {alpha}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
+        raise TypeError(
+            f"label_smoothing must be a number, got {type(label_smoothing).__name__} ({label_smoothing!r})"
+        )
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    for name, value in (("per_sample", per_sample), ("return_params", return_params)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
+    if dtype not in (types.FLOAT, types.FLOAT16):
+        raise ValueError(f"dtype must be types.FLOAT or types.FLOAT16, got {dtype!r}")
+
+
+def _one_hot(labels, num_classes, label_smoothing):
+    off = label_smoothing / num_classes
+    return fn.one_hot(
+        labels,
+        num_classes=num_classes,
+        on_value=1.0 - label_smoothing + off,
+        off_value=off,
+        dtype=types.FLOAT,
+    )
+
+
+def mixup(
+    images,
+    labels,
+    *,
+    num_classes,
+    alpha,
+    per_sample=False,
+    label_smoothing=0.0,
+    return_params=False,
+    dtype=types.FLOAT,
+):
+    """Mix each sample with a random partner from the same batch, inside the DALI graph.
+
+    For every iteration the graph draws a fresh permutation ``perm`` of the batch
+    (``fn.batch_permutation``) and ``λ ~ Beta(alpha, alpha)`` (``fn.random.beta``); nothing is
+    drawn on the host. Sample ``i`` becomes ``λ·x_i + (1−λ)·x_perm(i)`` and its target the same
+    blend of the one-hot labels. With ``alpha == 0`` (ERM) the images pass through untouched,
+    the targets are one-hot, and no blending op is added to the graph.
+
+    Args:
+        images: DALI batch on CPU or GPU, any layout, one shape across the batch.
+        labels: integer class ids in ``[0, num_classes)``, one per sample (shape ``()`` or ``(1,)``).
+        num_classes: number of classes, ``>= 1``.
+        alpha: Beta concentration, ``>= 0``. The paper uses 1 for CIFAR and 0.2 for ImageNet.
+        per_sample: draw one ``λ`` per sample instead of one for the whole batch (the paper).
+        label_smoothing: ``eps`` in ``[0, 1)``; the one-hot rows become
+            ``(1 - eps) * one_hot + eps / num_classes`` before the blend.
+        return_params: also return ``λ`` (float32, one per sample) and ``perm`` (int32, one per
+            sample), both on the CPU. With ``alpha == 0``, ``λ`` is 1 and ``perm`` has no effect.
+        dtype: type of the mixed images, ``types.FLOAT`` or ``types.FLOAT16``. FLOAT16 needs
+            GPU images of type float16 or an integer type (DALI's CPU arithmetic has no float16).
+
+    Returns:
+        ``(images, targets)``, or ``(images, targets, lam, perm)`` with ``return_params``.
+        ``targets`` are float32 ``[num_classes]`` per sample, on the images' device; each row
+        sums to 1.
+    """
+    _check_args(num_classes, alpha, per_sample, label_smoothing, return_params, dtype)
+    on_gpu = images.device == "gpu"
+    if dtype == types.FLOAT16 and not on_gpu:
+        raise ValueError("dtype=types.FLOAT16 needs GPU images; DALI's CPU arithmetic has no float16")
+
+    one_hot = _one_hot(labels, num_classes, label_smoothing)
+    if alpha == 0:
+        targets = one_hot.gpu() if on_gpu else one_hot
+        if not return_params:
+            return images, targets
+        lam = fn.ones(shape=[], dtype=types.FLOAT)
+        return images, targets, lam, fn.batch_permutation()
+
+    perm = fn.batch_permutation()
+    lam = fn.random.beta(alpha=float(alpha), beta=float(alpha))
+    if not per_sample:
+        # Every sample takes the first sample's draw: one λ per batch, decided in the graph.
+        lam = fn.permute_batch(lam, indices=perm * 0)
+
+    targets = lam * one_hot + (1 - lam) * fn.permute_batch(one_hot, indices=perm)
+
+    lam_images = lam
+    if on_gpu:
+        # λ is drawn on the CPU (fn.random.beta has no GPU backend); a scalar per sample is
+        # all that crosses to the GPU, where the blend itself runs.
+        lam_images = lam.gpu()
+        targets = targets.gpu()
+    if dtype == types.FLOAT16:
+        lam_images = fn.cast(lam_images, dtype=types.FLOAT16)
+    partners = fn.permute_batch(images, indices=perm)
+    images = lam_images * images + (1 - lam_images) * partners
+
+    if return_params:
+        return images, targets, lam, perm
+    return images, targets

@@ -1,0 +1,51 @@
+"""Small real-photo batches and pipeline runners shared by the tests."""
+
+import numpy as np
+from nvidia.dali import fn, pipeline_def
+
+from dali_mixup import mixup
+from dali_mixup.photos import color_photos
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
+STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+
+
+def photo_crops(batch_size, size=24, seed=0):
+    """``batch_size`` random ``size``x``size`` crops of the real colour photos: uint8 HWC, and class ids."""
+    rng = np.random.default_rng(seed)
+    photos = color_photos()
+    images, labels = [], []
+    for i in range(batch_size):
+        label = i % len(photos)
+        image = photos[label][1]
+        y = rng.integers(0, image.shape[0] - size)
+        x = rng.integers(0, image.shape[1] - size)
+        images.append(np.ascontiguousarray(image[y : y + size, x : x + size]))
+        labels.append(np.int32(label))
+    return images, labels
+
+
+@pipeline_def
+def fixed_batch_mixup(host_images, host_labels, device, mixup_args):
+    """Feed the same host batch every iteration and mix it on ``device``."""
+    images = fn.external_source(source=lambda: host_images, batch=True)
+    labels = fn.external_source(source=lambda: host_labels, batch=True)
+    if device == "gpu":
+        images = images.gpu()
+    return mixup(images, labels, **mixup_args)
+
+
+def run_mixup(images, labels, device, iterations=1, seed=7, **mixup_args):
+    """Outputs of ``iterations`` runs, each a tuple of numpy arrays."""
+    pipe = fixed_batch_mixup(
+        images,
+        labels,
+        device,
+        mixup_args,
+        batch_size=len(images),
+        num_threads=2,
+        device_id=0 if device == "gpu" else None,
+        seed=seed,
+    )
+    pipe.build()
+    return [tuple(out.as_cpu().as_array() for out in pipe.run()) for _ in range(iterations)]
