@@ -9,8 +9,9 @@ except ImportError as err:
         "pip install 'dali-mixup[cuda13]' (nvidia-dali-cuda130)."
     ) from err
 
-from dali_mixup.mixup import mixup
+from dali_mixup.mixup import mixup  # noqa: I001 (the loader's pipelines import it first)
 from dali_mixup.reference import mixup_reference
+from dali_mixup.loader import make_loader
 
-__all__ = ["mixup", "mixup_reference"]
+__all__ = ["make_loader", "mixup", "mixup_reference"]
 __version__ = "0.1.0"

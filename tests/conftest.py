@@ -13,3 +13,25 @@ def pytest_collection_modifyitems(config, items):
 
 # Parametrize over this to run a test on the CPU always and on the GPU where there is one.
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(scope="session")
+def imagenet_dir(tmp_path_factory):
+    """An ImageNet-like dataset made by the dataset maker: train/ (4 classes x 6) and val/ (4 x 2)."""
+    from dali_mixup.datasets import write_imagenet_like
+
+    root = tmp_path_factory.mktemp("imagenet")
+    write_imagenet_like(str(root / "train"), classes=4, per_class=6, seed=0)
+    write_imagenet_like(str(root / "val"), classes=4, per_class=2, seed=0, start=6)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_dir(tmp_path_factory):
+    """CIFAR-10-like (10 x 10 train, 10 x 2 test) and CIFAR-100-like (100 x 1, 100 x 1), both formats."""
+    from dali_mixup.datasets import write_cifar_like
+
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar_like(str(root), "cifar10", per_class=10, test_per_class=2)
+    write_cifar_like(str(root), "cifar100", per_class=1, test_per_class=1)
+    return root

@@ -49,3 +49,28 @@ def run_mixup(images, labels, device, iterations=1, seed=7, **mixup_args):
     )
     pipe.build()
     return [tuple(out.as_cpu().as_array() for out in pipe.run()) for _ in range(iterations)]
+
+
+def torchvision_val(files, crop_size=224):
+    """torchvision's ImageNet eval reference on PIL: Resize(crop / 0.875), CenterCrop, ToTensor, Normalize."""
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+
+    transform = transforms.Compose(
+        [
+            transforms.Resize(round(crop_size / 0.875)),
+            transforms.CenterCrop(crop_size),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN / 255, STD / 255),
+        ]
+    )
+    return torch.stack([transform(Image.open(file).convert("RGB")) for file in files])
+
+
+def collect(loader):
+    """All batches of one epoch as two concatenated tensors, on the CPU."""
+    import torch
+
+    images, targets = zip(*[(x.cpu(), y.cpu()) for x, y in loader])
+    return torch.cat(images), torch.cat(targets)

@@ -1,0 +1,243 @@
+"""Readers for the on-disk layouts the loader accepts: ImageFolder trees, file lists and tar shards.
+
+Each ``scan_*`` function returns what it found and a list of problems, each naming the folder,
+file or line at fault; ``check_data`` reports them all. The plain functions (``image_folder``,
+``file_list``, ``shards``) raise on the first scan with problems, so nothing is dropped silently.
+"""
+
+import glob
+import os
+
+# The extensions torchvision.datasets.ImageFolder accepts, compared case-insensitively.
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+# Image components of a webdataset sample, as fn.readers.webdataset's ``ext`` spells them.
+SHARD_IMAGE_EXTS = ("jpg", "jpeg", "JPEG", "png")
+SHARD_LABEL_EXT = "cls"
+
+# Leading bytes of the image formats DALI's decoders read.
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"P5", "PGM"),
+    (b"P6", "PPM"),
+)
+_TAIL = 64
+
+
+def is_image_file(name):
+    return name.lower().endswith(IMG_EXTENSIONS)
+
+
+def _raise_problems(kind, problems, error=ValueError):
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise error(f"{len(problems)} problem(s) in {kind}:\n  {shown}{more}")
+
+
+def scan_image_folder(root):
+    """Scan an ImageFolder tree ``root/class_x/*.JPEG``, the ImageNet layout.
+
+    Args:
+        root: the folder that holds one sub-folder per class. Classes are the sorted folder
+            names, as torchvision's ImageFolder sorts them.
+
+    Returns:
+        ``(files, labels, classes, problems)``: paths sorted within each class, class ids,
+        class names, and one line for each class folder that holds no image.
+
+    Raises:
+        FileNotFoundError: if ``root`` is not a folder or has no class folder.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"dataset root {root!r} is not a folder")
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    if not classes:
+        raise FileNotFoundError(f"no class folders in {root!r}; expected the layout root/class_x/image.JPEG")
+    files, labels, problems = [], [], []
+    for label, name in enumerate(classes):
+        folder = os.path.join(root, name)
+        found = sorted(
+            os.path.join(folder, entry.name)
+            for entry in os.scandir(folder)
+            if entry.is_file() and is_image_file(entry.name)
+        )
+        if not found:
+            problems.append(f"{folder}: empty class folder (no file with an extension in {IMG_EXTENSIONS})")
+        files += found
+        labels += [label] * len(found)
+    return files, labels, classes, problems
+
+
+def image_folder(root):
+    """:func:`scan_image_folder`, raising FileNotFoundError that names every empty class folder."""
+    files, labels, classes, problems = scan_image_folder(root)
+    _raise_problems(root, problems, FileNotFoundError)
+    return files, labels, classes
+
+
+def scan_file_list(path, root, num_classes=None):
+    """Read a file list: one ``relative/path label`` per line, the path relative to ``root``.
+
+    Args:
+        path: the list file.
+        root: the folder the paths are relative to.
+        num_classes: the number of classes; inferred as ``max(label) + 1`` when None.
+
+    Returns:
+        ``(files, labels, num_classes, problems)``; each problem is ``path:line: what``, for a
+        malformed line, a label outside ``[0, num_classes)`` or a missing image. Lines with
+        problems are left out of ``files``.
+    """
+    entries, problems = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                problems.append(f"{path}:{number}: expected 'relative/path label', got {line.strip()!r}")
+                continue
+            entries.append((number, os.path.join(root, parts[0].strip()), int(parts[1])))
+    if not entries and not problems:
+        problems.append(f"{path}: the file list is empty")
+    if num_classes is None:
+        num_classes = max((label for _, _, label in entries), default=-1) + 1
+    files, labels = [], []
+    for number, file, label in entries:
+        if not 0 <= label < num_classes:
+            problems.append(f"{path}:{number}: label {label} is outside [0, {num_classes}) for {file}")
+        elif not os.path.isfile(file):
+            problems.append(f"{path}:{number}: {file} does not exist")
+        else:
+            files.append(file)
+            labels.append(label)
+    return files, labels, num_classes, problems
+
+
+def file_list(path, root, num_classes=None):
+    """:func:`scan_file_list`, raising ValueError that names the file and line of every problem."""
+    files, labels, num_classes, problems = scan_file_list(path, root, num_classes)
+    _raise_problems(path, problems)
+    return files, labels, num_classes
+
+
+def index_path(shard):
+    return shard[: -len(".tar")] + ".idx"
+
+
+def shards(root):
+    """The webdataset tar shards under ``root`` (a folder, or one ``.tar`` file) and their index files.
+
+    Raises:
+        FileNotFoundError: if there is no shard, or naming the shards whose ``.idx`` file is
+            missing, with the command that writes them.
+    """
+    paths = [root] if root.endswith(".tar") else sorted(glob.glob(os.path.join(root, "*.tar")))
+    if not paths:
+        raise FileNotFoundError(f"no .tar shards in {root!r}")
+    indexes = [index_path(path) for path in paths]
+    missing = [path for path, index in zip(paths, indexes) if not os.path.isfile(index)]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} shard(s) have no index file: {', '.join(missing)}. "
+            f"Write them with: python -m dali_mixup.index_shards {root}"
+        )
+    return paths, indexes
+
+
+def read_index(index):
+    """The samples of one shard from its DALI index file: a list of ``{ext: (offset, size, name)}``."""
+    with open(index, encoding="utf-8") as f:
+        header = f.readline().split()
+        if len(header) != 2 or not header[0].startswith("v1."):
+            raise ValueError(f"{index}: not a DALI webdataset index (header {' '.join(header)!r})")
+        samples = []
+        for line in f:
+            fields = line.split()
+            samples.append(
+                {fields[k]: (int(fields[k + 1]), int(fields[k + 2]), fields[k + 3]) for k in range(0, len(fields), 4)}
+            )
+    if len(samples) != int(header[1]):
+        raise ValueError(f"{index}: header says {header[1]} samples, found {len(samples)}")
+    return samples
+
+
+def parse_label(data):
+    """A ``.cls`` component's class id, or None unless it is plain ASCII digits (what the graph parses)."""
+    if not data or len(data) > 8 or not data.isdigit():
+        return None
+    return int(data)
+
+
+def scan_shards(paths, indexes, num_classes=None):
+    """Read every sample's label from the shards, through their index files.
+
+    Args:
+        paths: the ``.tar`` shards.
+        indexes: their index files.
+        num_classes: the number of classes; inferred as ``max(label) + 1`` when None.
+
+    Returns:
+        ``(samples, num_classes, problems)``. ``samples`` holds, in reading order,
+        ``(shard, image_name, image_offset, image_size, label)``; each problem names
+        ``shard:member``.
+    """
+    samples, problems = [], []
+    for path, index in zip(paths, indexes):
+        with open(path, "rb") as tar:
+            for components in read_index(index):
+                image = next((components[ext] for ext in SHARD_IMAGE_EXTS if ext in components), None)
+                if image is None or SHARD_LABEL_EXT not in components:
+                    names = ", ".join(name for _, _, name in components.values())
+                    problems.append(f"{path}:{names}: a sample needs one of {SHARD_IMAGE_EXTS} and a .cls")
+                    continue
+                offset, size, name = components[SHARD_LABEL_EXT]
+                tar.seek(offset)
+                data = tar.read(size)
+                label = parse_label(data)
+                if label is None:
+                    problems.append(f"{path}:{name}: label must be ASCII digits, got {data[:16]!r}")
+                    continue
+                offset, size, name = image
+                samples.append((path, name, offset, size, label))
+    if num_classes is None:
+        num_classes = max((sample[-1] for sample in samples), default=-1) + 1
+    for path, name, _, _, label in samples:
+        if label >= num_classes:
+            problems.append(f"{path}:{name}: label {label} is outside [0, {num_classes})")
+    return samples, num_classes, problems
+
+
+def sniff_bytes(head, tail):
+    """What is wrong with an encoded image, judged by its first and last bytes; None if nothing.
+
+    The signature must be one DALI decodes, and a JPEG must end with its end-of-image marker,
+    which a truncated file lacks. This does not decode: ``check_data`` does that.
+    """
+    if not head:
+        return "is empty"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return None
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature):
+            if kind == "JPEG" and b"\xff\xd9" not in tail:
+                return "is a truncated JPEG (no end-of-image marker)"
+            return None
+    return "is not an image (unknown signature)"
+
+
+def sniff_image(path):
+    """:func:`sniff_bytes` for a file on disk."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            f.seek(max(0, os.path.getsize(path) - _TAIL))
+            tail = f.read()
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    return sniff_bytes(head, tail)
