@@ -95,14 +95,17 @@ def write_cifar_like(out, name, per_class, test_per_class, seed=0):
     write_cifar(out, name, train, test, class_names)
 
 
-def write_shards(image_folder, out, per_shard):
-    """Pack an ImageFolder into webdataset tar shards (``NNNNNN.jpg`` + ASCII ``NNNNNN.cls``) with index files.
+def pack_shards(files, labels, out, per_shard):
+    """Pack images into webdataset tar shards (``KEY.jpg`` + ASCII ``KEY.cls``) and write their index files.
 
-    Samples are shuffled by a fixed seed before packing, so that each shard holds a mix of classes.
+    Samples are shuffled by a fixed seed before packing, so that each shard holds a mix of
+    classes; the key is the sample's position in ``files``.
+
+    Returns:
+        The shard paths.
     """
     from dali_mixup.index_shards import write_index
 
-    files, labels, _ = formats.image_folder(image_folder)
     order = np.random.default_rng(0).permutation(len(files))
     os.makedirs(out, exist_ok=True)
     paths = []
@@ -111,8 +114,10 @@ def write_shards(image_folder, out, per_shard):
         with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
             for key in order[begin : begin + per_shard]:
                 ext = os.path.splitext(files[key])[1].lstrip(".").lower()
+                with open(files[key], "rb") as f:
+                    image = f.read()
                 for member, data in (
-                    (f"{key:08d}.{'jpg' if ext == 'jpeg' else ext}", open(files[key], "rb").read()),
+                    (f"{key:08d}.{'jpg' if ext == 'jpeg' else ext}", image),
                     (f"{key:08d}.cls", str(labels[key]).encode()),
                 ):
                     info = tarfile.TarInfo(member)
@@ -121,6 +126,12 @@ def write_shards(image_folder, out, per_shard):
         write_index(path)
         paths.append(path)
     return paths
+
+
+def write_shards(image_folder, out, per_shard):
+    """Pack an ImageFolder into shards with :func:`pack_shards`; returns the shard paths."""
+    files, labels, _ = formats.image_folder(image_folder)
+    return pack_shards(files, labels, out, per_shard)
 
 
 def main(argv=None):

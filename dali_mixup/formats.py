@@ -187,7 +187,7 @@ def scan_shards(paths, indexes, num_classes=None):
         ``(shard, image_name, image_offset, image_size, label)``; each problem names
         ``shard:member``.
     """
-    samples, problems = [], []
+    samples, label_names, problems = [], [], []
     for path, index in zip(paths, indexes):
         with open(path, "rb") as tar:
             for components in read_index(index):
@@ -203,11 +203,12 @@ def scan_shards(paths, indexes, num_classes=None):
                 if label is None:
                     problems.append(f"{path}:{name}: label must be ASCII digits, got {data[:16]!r}")
                     continue
+                label_names.append(name)
                 offset, size, name = image
                 samples.append((path, name, offset, size, label))
     if num_classes is None:
         num_classes = max((sample[-1] for sample in samples), default=-1) + 1
-    for path, name, _, _, label in samples:
+    for (path, _, _, _, label), name in zip(samples, label_names):
         if label >= num_classes:
             problems.append(f"{path}:{name}: label {label} is outside [0, {num_classes})")
     return samples, num_classes, problems

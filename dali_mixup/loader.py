@@ -209,7 +209,8 @@ def make_loader(
         else:
             pipe = cifar_pipelines.cifar_val_pipeline(source, channels_last=channels_last, **pipe_args)
         iterator = DALIGenericIterator(
-            pipe, ["images", "targets"], last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True
+            pipe, ["images", "targets"], last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True,
+            prepare_first_batch=False,
         )
         return DaliLoader(iterator, len(source), num_classes, channels_last, training, lambda err: None)
 
@@ -243,6 +244,7 @@ def make_loader(
         reader_name=imagenet.READER,
         last_batch_policy=LastBatchPolicy.DROP if training else LastBatchPolicy.PARTIAL,
         auto_reset=True,
+        prepare_first_batch=False,  # run nothing until iterated, so decoding errors reach DaliLoader.__iter__
     )
     return DaliLoader(
         iterator, len(iterator), num_classes, channels_last, training, lambda err: _bad_files_error(err, suspects)

@@ -1,0 +1,150 @@
+"""Bad and unusual input: broken files are named, odd-but-valid images work, check_data lists exactly the bad ones."""
+
+import io
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dali_mixup import formats, make_loader
+from dali_mixup.datasets import write_shards
+from dali_mixup.photos import photo
+from helpers import collect, torchvision_val
+
+
+def _jpeg(image, mode, **save_args):
+    out = io.BytesIO()
+    Image.fromarray(image).convert(mode).save(out, **save_args)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def odd_dir(tmp_path_factory):
+    """Valid but unusual images, one class each: grayscale, CMYK, PNG named .JPEG, smaller than the crop."""
+    root = tmp_path_factory.mktemp("odd")
+    coffee = np.asarray(photo("coffee"))
+    files = {
+        "gray/camera.JPEG": _jpeg(np.asarray(photo("camera")), "L", format="JPEG", quality=90),
+        "cmyk/coffee.JPEG": _jpeg(coffee, "CMYK", format="JPEG", quality=90),
+        "png/coffee.JPEG": _jpeg(coffee, "RGB", format="PNG"),
+        "tiny/coffee.JPEG": _jpeg(coffee[100:112, 200:216], "RGB", format="JPEG", quality=90),
+    }
+    for name, data in files.items():
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+@pytest.fixture
+def broken_dir(tmp_path, imagenet_dir):
+    """A copy of the train set with a truncated JPEG, a text file named .JPEG and an empty class folder."""
+    root = tmp_path / "broken"
+    shutil.copytree(imagenet_dir / "train", root)
+    files, _, _ = formats.image_folder(str(root))
+    data = open(files[5], "rb").read()
+    open(files[5], "wb").write(data[: len(data) // 3])
+    open(files[17], "w").write("this is not a JPEG\n")
+    (root / "9999_empty").mkdir()
+    return root, files[5], files[17], root / "9999_empty"
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_gray_cmyk_png_and_tiny_images_work(odd_dir, split):
+    loader = make_loader(dataset="imagefolder", root=odd_dir, split=split, batch_size=4, device="cpu", crop_size=224)
+    images, targets = collect(loader)
+    assert images.shape == (4, 3, 224, 224) and torch.isfinite(images).all()
+    assert images.std(dim=(1, 2, 3)).min() > 0.1  # each is a real picture, not a constant
+    if split == "val":
+        files, _, _ = formats.image_folder(str(odd_dir))  # cmyk, gray, png, tiny
+        reference = torchvision_val(files)
+        difference = (images - reference).abs().mean(dim=(1, 2, 3))
+        assert difference[1:].max() < 0.12, difference  # gray, PNG, tiny: as torchvision sees them
+        # Gray decodes to three equal channels.
+        gray = images[1] * torch.tensor([0.229, 0.224, 0.225])[:, None, None] + torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+        assert (gray[0] - gray[1]).abs().max() < 1e-3 and (gray[1] - gray[2]).abs().max() < 1e-3
+        # PIL writes Adobe-inverted CMYK that libjpeg and PIL read back alike: compare the CMYK file with the RGB photo.
+        assert difference[0] < 0.12, difference
+
+
+def test_truncated_jpeg_error_names_the_file(broken_dir):
+    root, truncated, text, empty = broken_dir
+    shutil.rmtree(empty)
+    open(text, "wb").write(open(formats.image_folder(str(root))[0][0], "rb").read())  # repair the text file
+    loader = make_loader(dataset="imagefolder", root=root, split="val", batch_size=4, device="cpu")
+    with pytest.raises(Exception, match=truncated.split("/")[-1]):
+        collect(loader)
+
+
+def test_text_file_named_jpeg_error_names_the_file(broken_dir):
+    root, truncated, text, empty = broken_dir
+    shutil.rmtree(empty)
+    open(truncated, "wb").write(open(formats.image_folder(str(root))[0][0], "rb").read())  # repair the truncated file
+    loader = make_loader(dataset="imagefolder", root=root, split="train", batch_size=4, device="cpu")
+    with pytest.raises(RuntimeError, match=rf"{text}: is not an image"):
+        collect(loader)
+
+
+def test_text_file_in_a_shard_error_names_the_member(tmp_path, imagenet_dir):
+    root = tmp_path / "train"
+    shutil.copytree(imagenet_dir / "train", root)
+    files, _, _ = formats.image_folder(str(root))
+    open(files[3], "w").write("this is not a JPEG\n")
+    write_shards(str(root), str(tmp_path / "shards"), per_shard=10)
+    loader = make_loader(dataset="webdataset", root=tmp_path / "shards", split="val", batch_size=4, device="cpu")
+    with pytest.raises(RuntimeError, match=r"shard-00000\d\.tar:00000003\.jpg: is not an image"):
+        collect(loader)
+
+
+def test_empty_class_folder_error_names_the_folder(broken_dir):
+    root, _, _, empty = broken_dir
+    with pytest.raises(FileNotFoundError, match=f"{empty}: empty class folder"):
+        make_loader(dataset="imagefolder", root=root, device="cpu")
+
+
+def test_file_list_label_too_large_names_file_and_line(tmp_path, imagenet_dir):
+    files, labels, _ = formats.image_folder(str(imagenet_dir / "train"))
+    lines = [f"{f} {y}" for f, y in zip(files, labels)]
+    lines[6] = f"{files[6]} 4"
+    (tmp_path / "list.txt").write_text("\n".join(lines))
+    with pytest.raises(ValueError, match=r"list.txt:7: label 4 is outside \[0, 4\)"):
+        make_loader(dataset="filelist", root="/", file_list=tmp_path / "list.txt", num_classes=4, device="cpu")
+
+
+def test_shard_label_too_large_names_the_member(tmp_path, imagenet_dir):
+    write_shards(str(imagenet_dir / "train"), str(tmp_path), per_shard=100)
+    with pytest.raises(ValueError, match=r"shard-000000.tar:\d+\.cls: label 3 is outside \[0, 3\)"):
+        make_loader(dataset="webdataset", root=tmp_path, num_classes=3, device="cpu")
+
+
+def _check_data(*args):
+    result = subprocess.run([sys.executable, "-m", "dali_mixup.check_data", *map(str, args)], capture_output=True, text=True)
+    return result.returncode, result.stdout.splitlines()
+
+
+def test_check_data_lists_exactly_the_bad_files(broken_dir, odd_dir):
+    root, truncated, text, empty = broken_dir
+    status, lines = _check_data(root)
+    assert status == 1
+    assert sorted(line.split(":")[0] for line in lines) == sorted([truncated, text, str(empty)])
+    assert any("truncated" in line for line in lines) and any("not an image" in line for line in lines)
+    assert _check_data(odd_dir) == (0, [])
+
+
+def test_check_data_lists_bad_labels_and_bad_shard_members(tmp_path, imagenet_dir):
+    files, labels, _ = formats.image_folder(str(imagenet_dir / "train"))
+    lines = [f"{f} {y}" for f, y in zip(files, labels)]
+    lines[2] = f"{files[2]} 7"
+    (tmp_path / "list.txt").write_text("\n".join(lines))
+    status, out = _check_data("/", "--file-list", tmp_path / "list.txt", "--num-classes", 4)
+    assert status == 1 and len(out) == 1 and out[0].startswith(f"{tmp_path / 'list.txt'}:3: label 7")
+
+    root = tmp_path / "train"
+    shutil.copytree(imagenet_dir / "train", root)
+    open(formats.image_folder(str(root))[0][9], "w").write("text")
+    write_shards(str(root), str(tmp_path / "shards"), per_shard=10)
+    status, out = _check_data(tmp_path / "shards")
+    assert status == 1 and len(out) == 1 and ":00000009.jpg: is not an image" in out[0]
