@@ -4,9 +4,11 @@
     python -m dali_mixup.datasets cifar10-like OUT [--per-class M] [--test-per-class K]
     python -m dali_mixup.datasets cifar100-like OUT [--per-class M] [--test-per-class K]
     python -m dali_mixup.datasets shards IMAGEFOLDER OUT [--per-shard N]
+    python -m dali_mixup.datasets digits OUT
 
-Every image is a random crop, scale and flip of a photo shipped in scikit-image or
-scikit-learn (class k uses photo k modulo their number), deterministic by ``--seed``.
+The ImageNet- and CIFAR-like images are random crops, scales and flips of the photos shipped in
+scikit-image and scikit-learn (class k uses photo k modulo their number), deterministic by
+``--seed``; ``digits`` is scikit-learn's handwritten digits, the demo's dataset.
 """
 
 import argparse
@@ -95,6 +97,24 @@ def write_cifar_like(out, name, per_class, test_per_class, seed=0):
     write_cifar(out, name, train, test, class_names)
 
 
+def write_digits(out, val_every=5):
+    """scikit-learn's 1,797 real handwritten digits as 32x32 RGB JPEGs in ``out/train`` and ``out/val``.
+
+    Every ``val_every``-th digit goes to val (360 of them), the rest to train (1,437): a fixed split.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+        split = "val" if index % val_every == 0 else "train"
+        folder = os.path.join(out, split, str(label))
+        os.makedirs(folder, exist_ok=True)
+        pixels = np.round(image * (255 / 16)).astype(np.uint8)  # 17 gray levels, 0..16
+        Image.fromarray(pixels).convert("RGB").resize((32, 32), Image.BICUBIC).save(
+            os.path.join(folder, f"{index:04d}.jpg"), quality=95
+        )
+
+
 def pack_shards(files, labels, out, per_shard):
     """Pack images into webdataset tar shards (``KEY.jpg`` + ASCII ``KEY.cls``) and write their index files.
 
@@ -155,6 +175,8 @@ def main(argv=None):
     shards.add_argument("image_folder")
     shards.add_argument("out")
     shards.add_argument("--per-shard", type=int, default=1000)
+    digits = commands.add_parser("digits", help="scikit-learn's handwritten digits, 32x32, train/ and val/")
+    digits.add_argument("out")
     args = parser.parse_args(argv)
 
     for name in ("classes", "per_class", "per_shard", "test_per_class"):
@@ -170,6 +192,8 @@ def main(argv=None):
             )
         else:
             write_imagenet_like(args.out, args.classes, args.per_class, args.seed)
+    elif args.command == "digits":
+        write_digits(args.out)
     elif args.command == "shards":
         paths = write_shards(args.image_folder, args.out, args.per_shard)
         print(f"wrote {len(paths)} shard(s) with index files to {args.out}")

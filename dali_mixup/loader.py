@@ -109,6 +109,8 @@ def make_loader(
     per_sample=False,
     label_smoothing=0.0,
     crop_size=224,
+    min_crop_area=0.08,
+    hflip=0.5,
     channels_last=False,
     num_threads=4,
     seed=0,
@@ -135,6 +137,9 @@ def make_loader(
         per_sample: one λ per sample instead of one per batch.
         label_smoothing: smoothing of the one-hot targets, in ``[0, 1)``.
         crop_size: side of the output images (ImageNet-style data; CIFAR is always 32).
+        min_crop_area: train crops cover a random fraction in ``[min_crop_area, 1]`` of the image
+            (ImageNet-style data; torchvision's and timm's ``scale`` lower bound).
+        hflip: probability of a horizontal flip in training.
         channels_last: NHWC memory (the images still index as NCHW).
         num_threads: DALI CPU worker threads.
         seed: the file-order seed (the same on every rank); augmentation uses ``seed + rank``.
@@ -168,6 +173,9 @@ def make_loader(
         _check_int("num_classes", num_classes, 1)
     if isinstance(mixup_alpha, bool) or not isinstance(mixup_alpha, numbers.Real) or not mixup_alpha >= 0:
         raise ValueError(f"mixup_alpha must be a number >= 0 (0 turns mixup off), got {mixup_alpha!r}")
+    for name, value, low in (("min_crop_area", min_crop_area, 1e-6), ("hflip", hflip, 0.0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= 1:
+            raise ValueError(f"{name} must be a number in [{low:g}, 1], got {value!r}")
     if split == "val" and (mixup_alpha or per_sample or label_smoothing):
         raise ValueError("mixup_alpha, per_sample and label_smoothing apply to split='train' only")
     rank = _env_int("RANK", 0) if rank is None else rank
@@ -204,7 +212,7 @@ def make_loader(
         )
         if training:
             pipe = cifar_pipelines.cifar_train_pipeline(
-                source, channels_last=channels_last, num_classes=num_classes, **mixup_args, **pipe_args
+                source, channels_last=channels_last, hflip=hflip, num_classes=num_classes, **mixup_args, **pipe_args
             )
         else:
             pipe = cifar_pipelines.cifar_val_pipeline(source, channels_last=channels_last, **pipe_args)
@@ -232,7 +240,8 @@ def make_loader(
     shard_args = {"shard_id": rank, "num_shards": world_size, "device": device, "crop_size": crop_size}
     if training:
         pipe = imagenet.imagenet_train_pipeline(
-            source, **shard_args, channels_last=channels_last, num_classes=num_classes, **mixup_args, **pipe_args
+            source, **shard_args, channels_last=channels_last, min_crop_area=min_crop_area, hflip=hflip,
+            num_classes=num_classes, **mixup_args, **pipe_args
         )
     else:
         pipe = imagenet.imagenet_val_pipeline(source, **shard_args, channels_last=channels_last, **pipe_args)

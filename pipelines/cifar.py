@@ -97,12 +97,12 @@ def _read(source):
     return images, labels
 
 
-def train_images(images, *, device, channels_last):
-    """Pad 4 pixels with zeros, take a random 32x32 crop, flip, normalize."""
+def train_images(images, *, device, channels_last, hflip=0.5):
+    """Pad 4 pixels with zeros, take a random 32x32 crop, flip with probability ``hflip``, normalize."""
     images = fn.crop(images, crop=(32 + 2 * PAD, 32 + 2 * PAD), out_of_bounds_policy="pad", fill_values=0)
     crop_x = fn.random.uniform(values=_CROP_POSITIONS)
     crop_y = fn.random.uniform(values=_CROP_POSITIONS)
-    mirror = fn.random.coin_flip(probability=0.5)
+    mirror = fn.random.coin_flip(probability=hflip)
     return normalize(
         images,
         device=device,
@@ -117,10 +117,10 @@ def train_images(images, *, device, channels_last):
 
 
 @pipeline_def
-def cifar_train_pipeline(source, *, channels_last, num_classes, mixup_alpha, per_sample, label_smoothing):
+def cifar_train_pipeline(source, *, channels_last, hflip, num_classes, mixup_alpha, per_sample, label_smoothing):
     """Train batches ``(images, targets)`` from a :class:`CifarSource`; mixup arguments as :func:`dali_mixup.mixup`."""
     images, labels = _read(source)
-    images = train_images(images, device=source.device, channels_last=channels_last)
+    images = train_images(images, device=source.device, channels_last=channels_last, hflip=hflip)
     return mixup(
         images,
         labels,

@@ -102,7 +102,7 @@ def read(source, *, shard_id, num_shards, training):
     raise TypeError(f"source must be Files or Shards, got {type(source).__name__}")
 
 
-def train_images(jpegs, *, device, crop_size, channels_last):
+def train_images(jpegs, *, device, crop_size, channels_last, min_crop_area=0.08, hflip=0.5):
     """Random-resized crop, flip and normalize: the standard ImageNet train augmentation.
 
     Args:
@@ -110,6 +110,8 @@ def train_images(jpegs, *, device, crop_size, channels_last):
         device: ``"gpu"`` decodes with nvJPEG (``"mixed"``) and runs the rest on the GPU.
         crop_size: side of the square output.
         channels_last: NHWC output instead of NCHW.
+        min_crop_area: the crop covers a random fraction in ``[min_crop_area, 1]`` of the image.
+        hflip: probability of a horizontal flip.
 
     Returns:
         Normalized images, float16 on the GPU and float32 on the CPU.
@@ -118,12 +120,12 @@ def train_images(jpegs, *, device, crop_size, channels_last):
         jpegs,
         output_type=types.RGB,
         random_aspect_ratio=[3 / 4, 4 / 3],
-        random_area=[0.08, 1.0],
+        random_area=[min_crop_area, 1.0],
         num_attempts=100,
         **_decoder_args(device),
     )
     images = fn.resize(images, resize_x=crop_size, resize_y=crop_size, interp_type=types.INTERP_TRIANGULAR)
-    mirror = fn.random.coin_flip(probability=0.5)
+    mirror = fn.random.coin_flip(probability=hflip)
     return normalize(images, device=device, channels_last=channels_last, mean=IMAGENET_MEAN, std=IMAGENET_STD, mirror=mirror)
 
 
@@ -179,8 +181,8 @@ def val_images(jpegs, *, device, crop_size, channels_last):
 
 @pipeline_def
 def imagenet_train_pipeline(
-    source, *, shard_id, num_shards, device, crop_size, channels_last, num_classes, mixup_alpha, per_sample,
-    label_smoothing
+    source, *, shard_id, num_shards, device, crop_size, channels_last, min_crop_area, hflip, num_classes, mixup_alpha,
+    per_sample, label_smoothing
 ):
     """Train batches: ``(images, targets)`` with soft targets ``[B, num_classes]`` (one-hot when ``mixup_alpha`` is 0).
 
@@ -188,7 +190,10 @@ def imagenet_train_pipeline(
     arguments as :func:`dali_mixup.mixup`.
     """
     jpegs, labels = read(source, shard_id=shard_id, num_shards=num_shards, training=True)
-    images = train_images(jpegs, device=device, crop_size=crop_size, channels_last=channels_last)
+    images = train_images(
+        jpegs, device=device, crop_size=crop_size, channels_last=channels_last, min_crop_area=min_crop_area,
+        hflip=hflip,
+    )
     return mixup(
         images,
         labels,

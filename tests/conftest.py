@@ -35,3 +35,13 @@ def cifar_dir(tmp_path_factory):
     write_cifar_like(str(root), "cifar10", per_class=10, test_per_class=2)
     write_cifar_like(str(root), "cifar100", per_class=1, test_per_class=1)
     return root
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory):
+    """The demo dataset: scikit-learn's digits as 32x32 JPEGs in train/ and val/."""
+    from dali_mixup.datasets import write_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    write_digits(str(root))
+    return root

@@ -1,0 +1,166 @@
+"""The trainer under real torchrun processes: accuracy, resume, atomic checkpoints, 2 nodes, bad options."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from train import checkpoint
+from train.trainer import corrupt_labels
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+
+
+def _train(args, launcher=(sys.executable,), **kwargs):
+    return subprocess.run([*launcher, "-m", "train", *map(str, args)], capture_output=True, text=True, timeout=600,
+                          **kwargs)
+
+
+def _metrics(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_resnet8_to_90_percent(digits_dir, tmp_path):
+    out = tmp_path / "run"
+    result = _train(["--recipe", "demo", "--data", digits_dir, "--epochs", 8, "--batch-size", 32, "--threads", 1,
+                     "--out", out], launcher=[*TORCHRUN, "--standalone", "--nproc_per_node=2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_top1"] >= 0.90, summary
+    assert set(summary) == {"final_top1", "best_top1", "final_top5", "epochs", "images_per_sec"}
+    assert 0 <= summary["final_top5"] <= 1 and summary["epochs"] == 8 and summary["images_per_sec"] > 0
+    rows = _metrics(out)
+    assert [row["epoch"] for row in rows] == list(range(8))
+    assert {"epoch", "train_loss", "val_loss", "val_top1", "val_top5", "images_per_sec", "lr", "time"} <= set(rows[0])
+    config = json.loads((out / "config.json").read_text())
+    assert config["world_size"] == 2 and config["model"] == "resnet8" and config["batch_size"] == 32
+
+
+def test_resume_continues_the_same_run(digits_dir, tmp_path):
+    common = ["--recipe", "demo", "--data", digits_dir, "--batch-size", 64, "--threads", 2, "--epochs", 4]
+    straight = _train([*common, "--out", tmp_path / "straight"])
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    # The same run, killed once two epochs are logged (and so saved), then resumed.
+    out = tmp_path / "resumed"
+    process = subprocess.Popen([sys.executable, "-m", "train", *map(str, common), "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "metrics.jsonl").exists() or len(_metrics(out)) < 2:
+        assert process.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = _metrics(out)
+    # A line for an epoch whose checkpoint was never written (a crash in between) must not be kept.
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"epoch": len(before), "val_top1": -1}) + "\n")
+
+    second = _train([*common, "--out", out, "--resume"])
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming at epoch {len(before)}" in second.stdout
+    resumed, reference = _metrics(out), _metrics(tmp_path / "straight")
+    assert [row["epoch"] for row in resumed] == [0, 1, 2, 3]
+    assert resumed[: len(before)] == before
+    for row, ref in zip(resumed, reference):
+        assert row["lr"] == pytest.approx(ref["lr"])  # the schedule carries on where it stopped
+    assert abs(resumed[-1]["val_top1"] - reference[-1]["val_top1"]) < 0.08, (resumed[-1], reference[-1])
+
+
+def test_a_kill_during_a_save_leaves_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    script = textwrap.dedent(f"""
+        import sys, time, torch
+        from train import checkpoint
+        checkpoint.save({str(path)!r}, {{"epoch": 1, "w": torch.ones(3)}})
+        def slow_save(state, file):  # write part of the file, then hang as a slow disk would
+            open(file, "wb").write(b"partial")
+            print("saving", flush=True)
+            time.sleep(60)
+        torch.save = slow_save
+        checkpoint.save({str(path)!r}, {{"epoch": 2, "w": torch.zeros(3)}})
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "saving"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = checkpoint.load(path)
+    assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
+
+
+def test_two_nodes_through_torchrun_rendezvous(digits_dir, tmp_path):
+    port = _free_port()
+    launchers = [
+        subprocess.Popen(
+            [*TORCHRUN, "--nnodes=2", "--nproc_per_node=1", f"--node_rank={node}", "--rdzv-backend=c10d",
+             f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=test", "-m", "train", "--recipe", "demo", "--data",
+             str(digits_dir), "--epochs", "1", "--batch-size", "32", "--threads", "1", "--out", str(tmp_path / "run")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for node in range(2)
+    ]
+    logs = [launcher.communicate(timeout=300)[0] for launcher in launchers]
+    assert [launcher.returncode for launcher in launchers] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["world_size"] == 2
+    assert [row["epoch"] for row in _metrics(tmp_path / "run")] == [0]
+    assert "2 rank(s)" in logs[0] + logs[1]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--bogus", "1"], "unrecognized arguments: --bogus 1"),
+        (["--model", "vgg16"], "argument --model: invalid choice: 'vgg16'"),
+        (["--epochs", "0"], "--epochs must be >= 1, got 0"),
+        (["--mixup-alpha", "-0.5"], "--mixup-alpha must be >= 0, got -0.5"),
+        (["--label-smoothing", "1"], r"--label-smoothing must be in \[0, 1\), got 1.0"),
+        (["--dropout", "0.2", "--model", "resnet50"], "--dropout applies to the PreAct models, not resnet50"),
+        (["--corrupt-labels", "0.5", "--dataset", "cifar10"], "--corrupt-labels works on imagefolder and filelist"),
+        (["--milestones", "150", "100"], r"--milestones must be increasing epochs, got \[150, 100\]"),
+        (["--device", "gpu"] if not torch.cuda.is_available() else ["--amp", "fp16", "--device", "cpu"],
+         "--device gpu, but torch sees no CUDA GPU" if not torch.cuda.is_available() else "--amp fp16 needs a GPU"),
+    ],
+)
+def test_invalid_options_give_a_clear_error(digits_dir, args, message):
+    import re
+
+    result = _train(["--data", digits_dir, *args])
+    assert result.returncode == 2 and re.search(message, result.stderr), result.stderr
+
+
+def test_missing_splits_and_data_are_clear_errors(digits_dir, tmp_path):
+    result = _train(["--recipe", "demo", "--data", digits_dir / "train", "--out", tmp_path])
+    assert result.returncode != 0 and "must hold train/ and val/" in result.stderr
+    result = _train(["--recipe", "demo", "--data", tmp_path / "nowhere"])
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_label_corruption_changes_exactly_the_fraction_fixed_by_seed():
+    labels = np.arange(1000) % 10
+    noisy = corrupt_labels(None, labels, 10, 0.5, seed=3)
+    assert (noisy != labels).sum() == 500 and ((0 <= noisy) & (noisy < 10)).all()
+    assert np.array_equal(noisy, corrupt_labels(None, labels, 10, 0.5, seed=3))
+    assert not np.array_equal(noisy, corrupt_labels(None, labels, 10, 0.5, seed=4))
+
+
+def test_corrupted_run_reports_both_training_errors(digits_dir, tmp_path):
+    result = _train(["--recipe", "demo", "--data", digits_dir, "--epochs", 1, "--corrupt-labels", 0.5,
+                     "--out", tmp_path, "--threads", 2])
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = _metrics(tmp_path)[0]
+    assert 0 <= row["train_error_real"] <= 1 and 0 <= row["train_error_corrupted"] <= 1

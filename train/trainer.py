@@ -1,0 +1,305 @@
+"""Train an image classifier with mixup on the DALI loader, from one process to many nodes.
+
+    python -m train --recipe cifar --data DATA [...]
+    torchrun --nproc_per_node=8 -m train --recipe imagenet --data /data/imagenet
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 -m train ...
+
+DDP comes from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); there is no launcher code
+here. The run folder gets config.json, metrics.jsonl (one line per epoch), checkpoint.pt (every
+epoch, atomically) and summary.json.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from dali_mixup import formats, make_loader
+from train import checkpoint
+from train.config import parse_config
+from train.models import create_model
+
+
+def log(*parts):
+    print(*parts, flush=True)
+
+
+def corrupt_labels(files, labels, num_classes, fraction, seed):
+    """Give a random ``fraction`` of the samples another class, drawn uniformly; fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    noisy = np.array(labels)
+    picked = rng.choice(len(labels), size=round(fraction * len(labels)), replace=False)
+    noisy[picked] = (noisy[picked] + rng.integers(1, num_classes, size=len(picked))) % num_classes
+    return noisy
+
+
+def write_file_list(path, files, labels):
+    with open(path, "w") as f:
+        f.writelines(f"{os.path.abspath(file)} {label}\n" for file, label in zip(files, labels))
+
+
+def data_sources(config, rank):
+    """``(train_args, val_args, train_eval_args)`` for make_loader; the last is None without label corruption."""
+    root = config.data
+    if config.dataset in ("cifar10", "cifar100"):
+        return {"dataset": config.dataset, "root": root}, {"dataset": config.dataset, "root": root}, None
+    if config.dataset == "filelist":
+        lists = [os.path.join(root, f"{split}.txt") for split in ("train", "val")]
+        train, val = ({"dataset": "filelist", "root": root, "file_list": path} for path in lists)
+    else:  # an ImageFolder or a folder of shards, with train/ and val/ inside
+        splits = [os.path.join(root, split) for split in ("train", "val")]
+        if not all(os.path.isdir(split) for split in splits):
+            raise SystemExit(f"--data {root!r} must hold train/ and val/ for --dataset {config.dataset}")
+        train, val = ({"dataset": config.dataset, "root": split} for split in splits)
+    if not config.corrupt_labels:
+        return train, val, None
+    if config.dataset == "imagefolder":
+        files, labels, classes = formats.image_folder(train["root"])
+        num_classes = len(classes)
+    else:
+        files, labels, num_classes = formats.file_list(train["file_list"], root)
+    noisy = corrupt_labels(files, labels, num_classes, config.corrupt_labels, config.seed)
+    # Every rank writes the same lists (the same seed), each to its own file: no rank waits on another.
+    train_list = os.path.join(config.out, f"train_noisy_labels.rank{rank}.txt")
+    write_file_list(train_list, files, noisy)
+    # To measure training error on both label sets in one pass, the eval pass over the train set
+    # carries real * C + noisy as its label; the trainer splits it again.
+    eval_list = os.path.join(config.out, f"train_eval_labels.rank{rank}.txt")
+    write_file_list(eval_list, files, np.array(labels) * num_classes + noisy)
+    train = {"dataset": "filelist", "root": "/", "file_list": train_list, "num_classes": num_classes}
+    train_eval = {"dataset": "filelist", "root": "/", "file_list": eval_list, "num_classes": num_classes**2}
+    return train, val, train_eval
+
+
+def lr_factor(step, steps_per_epoch, config):
+    """The lr at ``step`` relative to config.lr: linear warm-up, then steps of /10 or a cosine."""
+    epoch = step / steps_per_epoch
+    if epoch < config.warmup_epochs:
+        start = config.warmup_start_lr / config.lr if config.lr else 1.0
+        return start + (1 - start) * epoch / config.warmup_epochs
+    if config.schedule == "cosine":
+        progress = (epoch - config.warmup_epochs) / max(1, config.epochs - config.warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 0.1 ** sum(epoch >= milestone for milestone in config.milestones)
+
+
+def mixup_alpha_at(epoch, config):
+    if epoch < config.mixup_warmup_epochs or 0 <= config.mixup_off_epoch <= epoch:
+        return 0.0
+    return config.mixup_alpha
+
+
+def all_reduce_sum(values, device):
+    """Sum a list of numbers over all ranks (a sync point)."""
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, autocast, split_labels=None):
+    """Loss, top-1 and top-5 over every sample of ``loader``, exact across ranks.
+
+    With ``split_labels`` (the number of classes C), each label is ``real * C + noisy`` and the
+    result is the error on the real labels and, over the corrupted samples, on the noisy ones.
+    """
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=device)
+    for images, labels in loader:
+        with autocast:
+            logits = model(images).float()
+        if split_labels:
+            real, noisy = labels // split_labels, labels % split_labels
+            predicted = logits.argmax(1)
+            corrupted = real != noisy
+            totals += torch.stack([(predicted != real).sum(), ((predicted != noisy) & corrupted).sum(),
+                                   corrupted.sum(), torch.tensor(len(labels), device=device)]).double()
+            continue
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top5 == labels[:, None]
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        totals += torch.stack([loss, hits[:, 0].sum(), hits.any(1).sum(), torch.tensor(len(labels), device=device)]).double()
+    if dist.is_initialized():
+        dist.all_reduce(totals)  # sync point: once per evaluation
+    a, b, c, count = totals.tolist()
+    model.train()
+    if split_labels:
+        return {"train_error_real": a / count, "train_error_corrupted": b / max(c, 1)}
+    return {"val_loss": a / count, "val_top1": b / count, "val_top5": c / count}
+
+
+class Progress:
+    """A one-line progress bar on a terminal; nothing otherwise (the epoch log line says it all)."""
+
+    def __init__(self, enabled, total, epoch):
+        self.enabled, self.total, self.epoch = enabled and sys.stdout.isatty(), total, epoch
+
+    def update(self, step):
+        if self.enabled:
+            done = int(30 * step / self.total)
+            print(f"\repoch {self.epoch} [{'#' * done}{'.' * (30 - done)}] {step}/{self.total}", end="", flush=True)
+
+    def close(self):
+        if self.enabled:
+            print("\r" + " " * 60 + "\r", end="", flush=True)
+
+
+def main(argv=None):
+    # ---- processes and devices: everything comes from torchrun's environment ----
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    config = parse_config(argv, world_size=world_size, cuda=torch.cuda.is_available())
+    if config.device == "gpu":
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+        torch.backends.cudnn.benchmark = True
+    else:
+        device = torch.device("cpu")
+    if world_size > 1:
+        dist.init_process_group("nccl" if config.device == "gpu" else "gloo")
+    master = rank == 0
+    random.seed(config.seed + rank)
+    torch.manual_seed(config.seed + rank)
+    os.makedirs(config.out, exist_ok=True)
+
+    # ---- resume: from a file, or OUT/checkpoint.pt when it exists (torchrun --max-restarts) ----
+    checkpoint_path = os.path.join(config.out, "checkpoint.pt")
+    resume_from = checkpoint_path if config.resume == "auto" else config.resume
+    state = None
+    if resume_from and os.path.isfile(resume_from):
+        state = checkpoint.load(resume_from)
+    elif config.resume and config.resume != "auto":
+        raise SystemExit(f"--resume {config.resume!r}: no such checkpoint")
+    start_epoch = state["epoch"] if state else 0
+    if master:
+        with open(os.path.join(config.out, "config.json"), "w") as f:
+            json.dump({**dataclasses.asdict(config), "world_size": world_size}, f, indent=2)
+        log(f"{'resuming at epoch ' + str(start_epoch) if state else 'starting'}: {config.model} on {config.dataset} "
+            f"({config.data}), {world_size} rank(s) on {config.device}, batch {config.batch_size}/rank, lr {config.lr:g}")
+
+    # ---- data: DALI pipelines behind make_loader; the seed moves on at a resume so no epoch repeats ----
+    train_args, val_args, train_eval_args = data_sources(config, rank)
+    common = {"device": config.device, "crop_size": config.crop_size, "channels_last": config.channels_last,
+              "num_threads": config.threads, "batch_size": config.batch_size}
+    train_loaders = {}
+
+    def train_loader(alpha):
+        # One pipeline per alpha in use: mixup is built into the graph.
+        if alpha not in train_loaders:
+            train_loaders[alpha] = make_loader(
+                **train_args, **common, split="train", mixup_alpha=alpha, per_sample=config.per_sample,
+                label_smoothing=config.label_smoothing, min_crop_area=config.min_crop_area, hflip=config.hflip,
+                seed=config.seed + 1000 * start_epoch,
+            )
+        return train_loaders[alpha]
+
+    val_loader = make_loader(**val_args, **common, split="val")
+    train_eval_loader = make_loader(**train_eval_args, **common, split="val") if train_eval_args else None
+    num_classes = train_loader(mixup_alpha_at(start_epoch, config)).num_classes
+    steps_per_epoch = len(train_loader(mixup_alpha_at(start_epoch, config)))
+    if steps_per_epoch == 0:
+        raise SystemExit(f"--batch-size {config.batch_size} is larger than this rank's share of the train set")
+
+    # ---- model, optimizer, schedule, AMP ----
+    model = create_model(config.model, num_classes, config.dropout).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if world_size > 1:
+        model = DistributedDataParallel(model, device_ids=[local_rank] if config.device == "gpu" else None)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, config))
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+    autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")  # bf16 needs no loss scaling
+    best_top1 = 0.0
+    if state:
+        (model.module if world_size > 1 else model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        checkpoint.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        best_top1 = state["best_top1"]
+
+    # ---- metrics: drop lines of epochs that will run again (a crash after logging, before saving) ----
+    metrics_path = os.path.join(config.out, "metrics.jsonl")
+    if master:
+        kept = []
+        if state and os.path.isfile(metrics_path):
+            with open(metrics_path) as f:
+                kept = [line for line in f if json.loads(line)["epoch"] < start_epoch]
+        with open(metrics_path, "w") as f:
+            f.writelines(kept)
+
+    # ---- training ----
+    images_per_sec, row = 0.0, {}
+    for epoch in range(start_epoch, config.epochs):
+        alpha = mixup_alpha_at(epoch, config)
+        loader = train_loader(alpha)
+        model.train()
+        progress = Progress(master, len(loader), epoch)
+        loss_sum = torch.zeros((), device=device)
+        seen = 0
+        start = time.perf_counter()
+        for step, (images, targets) in enumerate(loader):
+            with autocast:
+                logits = model(images)
+            # Soft-target cross-entropy, in float32 whatever the autocast dtype.
+            loss = torch.sum(-targets * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_sum += loss.detach()  # no .item() here: that would be a sync point every step
+            seen += len(images)
+            progress.update(step + 1)
+        progress.close()
+        train_loss, seen = all_reduce_sum([loss_sum.item() / max(1, len(loader)), seen], device)
+        train_time = time.perf_counter() - start
+        images_per_sec = seen / train_time
+
+        row = {"epoch": epoch, "train_loss": train_loss / world_size, **evaluate(model, val_loader, device, autocast)}
+        if train_eval_loader is not None:
+            row.update(evaluate(model, train_eval_loader, device, autocast, split_labels=num_classes))
+        best_top1 = max(best_top1, row["val_top1"])
+        row.update({"images_per_sec": images_per_sec, "lr": optimizer.param_groups[0]["lr"], "mixup_alpha": alpha,
+                    "time": time.perf_counter() - start})
+
+        # ---- checkpoint, then log: a line in metrics.jsonl means its epoch is saved ----
+        rng = [None] * world_size
+        if world_size > 1:
+            dist.all_gather_object(rng, checkpoint.rng_state())  # each rank's RNG, for an exact resume
+        else:
+            rng = [checkpoint.rng_state()]
+        if master:
+            checkpoint.save(checkpoint_path, {
+                "model": (model.module if world_size > 1 else model).state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "epoch": epoch + 1, "best_top1": best_top1, "rng": rng,
+            })
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            log(f"epoch {epoch}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
+                f"top-1 {row['val_top1']:.4f}, top-5 {row['val_top5']:.4f}, {images_per_sec:.0f} images/s, "
+                f"lr {row['lr']:.4g}, mixup alpha {alpha:g}")
+
+    if master:
+        summary = {"final_top1": row.get("val_top1"), "best_top1": best_top1, "final_top5": row.get("val_top5"),
+                   "epochs": config.epochs, "images_per_sec": images_per_sec}
+        with open(os.path.join(config.out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        log(f"done: final top-1 {row.get('val_top1', 0):.4f}, best top-1 {best_top1:.4f}, {images_per_sec:.0f} images/s")
+    if dist.is_initialized():
+        dist.destroy_process_group()
