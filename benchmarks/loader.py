@@ -1,0 +1,211 @@
+"""Loader throughput, side by side in one run: torchvision and DALI, each with and without mixup.
+
+    python -m benchmarks.loader [--data DIR] [--device cpu|gpu] [--batch-size 64] [--workers N]
+                                [--threads N] [--runs 5] [--quick] [--json OUT]
+
+Each run measures every configuration once, in turn, over the same ImageNet-like JPEG folder
+(made with the dataset maker when --data is omitted); the result is the median images/s over
+the runs, after a warm-up. The ratios are taken inside each run, then the median.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+from benchmarks.common import environment, hardware_tag, median
+from dali_mixup import make_loader
+from dali_mixup.reference import mixup_reference
+
+CONFIGS = ("torchvision", "torchvision_mixup", "torchvision_timm_mixup", "dali", "dali_mixup", "dali_then_torch_mixup")
+RATIOS = {
+    "dali_mixup / dali": ("dali_mixup", "dali"),
+    "dali / torchvision": ("dali", "torchvision"),
+    "torchvision_mixup / torchvision": ("torchvision_mixup", "torchvision"),
+    "dali_then_torch_mixup / dali": ("dali_then_torch_mixup", "dali"),
+}
+ALPHA = 0.2
+
+
+def torchvision_loader(root, batch_size, workers, crop_size, device):
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(crop_size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
+    return DataLoader(
+        datasets.ImageFolder(root, transform), batch_size=batch_size, shuffle=True, drop_last=True,
+        num_workers=workers, pin_memory=device == "gpu", persistent_workers=workers > 0,
+    )
+
+
+def torch_mixup(num_classes):
+    """Mixup after the loader, in PyTorch, on the batch's device (as NVIDIA's DeepLearningExamples do)."""
+    beta = torch.distributions.Beta(ALPHA, ALPHA)
+
+    def apply(images, labels):
+        lam = beta.sample().to(images.device).expand(len(images))
+        perm = torch.randperm(len(images), device=images.device)
+        return mixup_reference(images, labels, lam, perm, num_classes)
+
+    return apply
+
+
+def timm_mixup(num_classes):
+    try:
+        from timm.data import Mixup
+    except ImportError:
+        return torch_mixup(num_classes), "dali_mixup.reference (timm is not installed)"
+    return Mixup(mixup_alpha=ALPHA, cutmix_alpha=0.0, num_classes=num_classes, label_smoothing=0.0), "timm.data.Mixup"
+
+
+def build(config, root, num_classes, args):
+    """An iterator factory for one configuration: each call yields ``(images, targets)`` for one epoch."""
+    device = torch.device("cuda" if args.device == "gpu" else "cpu")
+    if config.startswith("torchvision"):
+        from torchvision.transforms import v2
+
+        loader = torchvision_loader(root, args.batch_size, args.workers, args.crop_size, args.device)
+        after = {
+            "torchvision": None,
+            "torchvision_mixup": v2.MixUp(alpha=ALPHA, num_classes=num_classes),
+            "torchvision_timm_mixup": timm_mixup(num_classes)[0],
+        }[config]
+
+        def epoch():
+            for images, labels in loader:
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                yield after(images, labels) if after else (images, labels)
+
+        return epoch
+    loader = make_loader(
+        dataset="imagefolder", root=root, batch_size=args.batch_size, device=args.device, num_threads=args.threads,
+        crop_size=args.crop_size, mixup_alpha=ALPHA if config == "dali_mixup" else 0.0, world_size=1, rank=0,
+    )
+    after = torch_mixup(num_classes) if config == "dali_then_torch_mixup" else None
+
+    def epoch():
+        for images, targets in loader:
+            # The DALI loaders give one-hot targets without mixup; the torch mixup wants class ids.
+            yield after(images, targets.argmax(1)) if after else (images, targets)
+
+    return epoch
+
+
+def measure(epoch, device):
+    """Images/s over one epoch; the last batch is synchronized so GPU work is counted."""
+    count, start = 0, time.perf_counter()
+    for images, _ in epoch():
+        count += len(images)
+    if device == "gpu":
+        torch.cuda.synchronize()
+    return count / (time.perf_counter() - start)
+
+
+def bar_chart(results, path, title):
+    """A horizontal bar chart of images/s, drawn with Pillow."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=14)
+    width, bar_left, row = 760, 200, 30
+    image = Image.new("RGB", (width, 50 + row * len(results)), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 10), title, fill="black", font=font)
+    top = max(results.values())
+    for k, (name, value) in enumerate(results.items()):
+        y = 40 + k * row
+        length = int((width - bar_left - 90) * value / top)
+        draw.text((10, y + 4), name, fill="black", font=font)
+        draw.rectangle([bar_left, y, bar_left + length, y + row - 8], fill="#76b900" if "dali" in name else "#ee4c2c")
+        draw.text((bar_left + length + 6, y + 4), f"{value:.0f}", fill="black", font=font)
+    image.save(path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="an ImageFolder of JPEGs (default: made with the dataset maker)")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--crop-size", type=int, default=224)
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="torchvision DataLoader workers")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="DALI CPU threads")
+    parser.add_argument("--runs", type=int, default=5, help="measured runs; the result is the median")
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    parser.add_argument("--quick", action="store_true", help="a small smoke test: 2 runs over 48 small images")
+    parser.add_argument("--json", help="write the results here (default: benchmarks/results/DATE-loader-HW.json)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.batch_size, args.crop_size = 2, 8, 64
+    for name in ("batch_size", "crop_size", "runs", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.workers < 0:
+        parser.error(f"--workers must be >= 0, got {args.workers}")
+    if args.device == "gpu" and not torch.cuda.is_available():
+        parser.error("--device gpu, but torch sees no CUDA GPU")
+
+    if args.data is None:
+        from dali_mixup.datasets import write_imagenet_like
+
+        classes, per_class = (4, 12) if args.quick else (10, 64)
+        args.data = os.path.join("runs", "bench-data", f"imagenet-like-{classes}x{per_class}")
+        if not os.path.isdir(args.data):
+            print(f"making {classes * per_class} ImageNet-like JPEGs in {args.data}", file=sys.stderr)
+            write_imagenet_like(args.data, classes, per_class)
+    num_classes = len([entry for entry in os.scandir(args.data) if entry.is_dir()])
+
+    epochs = {config: build(config, args.data, num_classes, args) for config in args.configs}
+    for config, epoch in epochs.items():  # warm-up: workers started, pipelines built, caches filled
+        measure(epoch, args.device)
+    runs = {config: [] for config in args.configs}
+    for run in range(args.runs):
+        for config, epoch in epochs.items():
+            runs[config].append(measure(epoch, args.device))
+        print(f"run {run + 1}/{args.runs}: " + ", ".join(f"{c} {runs[c][-1]:.0f}" for c in args.configs), file=sys.stderr)
+
+    results = {config: median(values) for config, values in runs.items()}
+    ratios = {
+        name: median([a / b for a, b in zip(runs[top], runs[bottom])])
+        for name, (top, bottom) in RATIOS.items()
+        if top in runs and bottom in runs
+    }
+    env = environment()
+    report = {
+        "env": env,
+        "settings": {"device": args.device, "batch_size": args.batch_size, "crop_size": args.crop_size,
+                     "workers": args.workers, "threads": args.threads, "runs": args.runs, "data": args.data,
+                     "images": sum(len(files) for _, _, files in os.walk(args.data)), "mixup_alpha": ALPHA,
+                     "timm_mixup": timm_mixup(num_classes)[1]},
+        "results": results,
+        "runs": runs,
+        "ratios": ratios,
+    }
+    print(f"\n{'configuration':<26}{'images/s':>10}   (median of {args.runs}, {args.device}, batch {args.batch_size})")
+    for config, value in results.items():
+        print(f"{config:<26}{value:>10.1f}")
+    for name, value in ratios.items():
+        print(f"{name:<36}{value:.3f}")
+
+    path = args.json or os.path.join(
+        "benchmarks", "results", f"{env['date']}-loader-{args.device}-{hardware_tag(env)}.json"
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    chart = os.path.splitext(path)[0] + ".png"
+    bar_chart(results, chart, f"images/s, {args.device}, batch {args.batch_size}, median of {args.runs} "
+                              f"({env['gpu'] or env['cpu']}, {env['cores']} cores)")
+    print(f"wrote {path} and {chart}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
