@@ -20,9 +20,11 @@ from benchmarks.common import environment, hardware_tag, median
 from dali_mixup import make_loader
 from dali_mixup.reference import mixup_reference
 
-CONFIGS = ("torchvision", "torchvision_mixup", "torchvision_timm_mixup", "dali", "dali_mixup", "dali_then_torch_mixup")
+CONFIGS = ("torchvision", "torchvision_mixup", "torchvision_timm_mixup", "dali", "dali_mixup", "dali_mixup_composite",
+           "dali_then_torch_mixup")
 RATIOS = {
     "dali_mixup / dali": ("dali_mixup", "dali"),
+    "dali_mixup_composite / dali": ("dali_mixup_composite", "dali"),
     "dali / torchvision": ("dali", "torchvision"),
     "torchvision_mixup / torchvision": ("torchvision_mixup", "torchvision"),
     "dali_then_torch_mixup / dali": ("dali_then_torch_mixup", "dali"),
@@ -87,10 +89,17 @@ def build(config, root, num_classes, args):
                 yield after(images, labels) if after else (images, labels)
 
         return epoch
+    # dali_mixup_composite: the same graph with the fused operator switched off (stock DALI ops).
+    fused = os.environ.get("DALI_MIXUP_FUSED")
+    if config == "dali_mixup_composite":
+        os.environ["DALI_MIXUP_FUSED"] = "0"
     loader = make_loader(
         dataset="imagefolder", root=root, batch_size=args.batch_size, device=args.device, num_threads=args.threads,
-        crop_size=args.crop_size, mixup_alpha=ALPHA if config == "dali_mixup" else 0.0, world_size=1, rank=0,
+        crop_size=args.crop_size, mixup_alpha=ALPHA if config.startswith("dali_mixup") else 0.0, world_size=1, rank=0,
     )
+    os.environ.pop("DALI_MIXUP_FUSED", None)
+    if fused is not None:
+        os.environ["DALI_MIXUP_FUSED"] = fused
     after = torch_mixup(num_classes) if config == "dali_then_torch_mixup" else None
 
     def epoch():

@@ -4,6 +4,24 @@ import numbers
 
 from nvidia.dali import fn, types
 
+from dali_mixup.build import fused_backends
+
+
+def _check_normalize_args(mean, std, mirror, output_layout):
+    if (mean is None) != (std is None):
+        raise ValueError("mean and std go together: give both (uint8 HWC crops to normalize) or neither")
+    if mean is None:
+        if mirror is not None or output_layout is not None:
+            raise ValueError("mirror and output_layout need mean and std (the fused normalize path)")
+        return
+    for name, values in (("mean", mean), ("std", std)):
+        if len(values) != 3 or not all(isinstance(v, numbers.Real) for v in values):
+            raise ValueError(f"{name} must be 3 numbers, one per channel, got {values!r}")
+    if not all(v > 0 for v in std):
+        raise ValueError(f"std must be > 0, got {std!r}")
+    if output_layout not in (None, "CHW", "HWC"):
+        raise ValueError(f"output_layout must be 'CHW' or 'HWC', got {output_layout!r}")
+
 
 def _check_args(num_classes, alpha, per_sample, label_smoothing, return_params, dtype):
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
@@ -38,6 +56,34 @@ def _one_hot(labels, num_classes, label_smoothing):
     )
 
 
+def _draw(alpha, per_sample):
+    """λ and the partner permutation, drawn in the graph on the CPU."""
+    perm = fn.batch_permutation()
+    lam = fn.random.beta(alpha=float(alpha), beta=float(alpha))
+    if not per_sample:
+        # Every sample takes the first sample's draw: one λ per batch, decided in the graph.
+        lam = fn.permute_batch(lam, indices=perm * 0)
+    return lam, perm
+
+
+def _fused(images, labels, num_classes, alpha, per_sample, label_smoothing, return_params, dtype, mean, std, mirror,
+           output_layout):
+    """One pass with the MixupNormalize plugin: read each crop and its partner once, write the output once."""
+    lam, perm = _draw(alpha, per_sample)
+    labels = fn.cast(labels, dtype=types.INT32)
+    if images.device == "gpu":
+        labels = labels.gpu()  # a GPU operator takes GPU inputs; λ, partners and flips stay CPU arguments
+    flip = {} if mirror is None else {"mirror": fn.cast(mirror, dtype=types.INT32)}
+    images, targets = fn.mixup_normalize(
+        images, labels, lam=lam, partner=perm, mean=list(map(float, mean)), std=list(map(float, std)),
+        num_classes=num_classes, label_smoothing=float(label_smoothing), dtype=dtype, output_layout=output_layout,
+        **flip,
+    )
+    if return_params:
+        return images, targets, lam, perm
+    return images, targets
+
+
 def mixup(
     images,
     labels,
@@ -48,6 +94,10 @@ def mixup(
     label_smoothing=0.0,
     return_params=False,
     dtype=types.FLOAT,
+    mean=None,
+    std=None,
+    mirror=None,
+    output_layout=None,
 ):
     """Mix each sample with a random partner from the same batch, inside the DALI graph.
 
@@ -69,6 +119,14 @@ def mixup(
             sample), both on the CPU. With ``alpha == 0``, ``λ`` is 1 and ``perm`` has no effect.
         dtype: type of the mixed images, ``types.FLOAT`` or ``types.FLOAT16``. FLOAT16 needs
             GPU images of type float16 or an integer type (DALI's CPU arithmetic has no float16).
+        mean: per-channel mean (3 values). With ``mean`` and ``std``, ``images`` are uint8 HWC
+            crops that mixup also flips, normalizes and lays out, replacing
+            ``crop_mirror_normalize``: in one pass with the fused ``MixupNormalize`` operator
+            when it is built (see ``dali_mixup.build``), else with stock DALI operators.
+        std: per-channel standard deviation (3 values, > 0).
+        mirror: per-sample flip flags (e.g. ``fn.random.coin_flip()``); each sample is flipped
+            by its own flag before the blend, as ``crop_mirror_normalize`` then mixup would.
+        output_layout: ``"CHW"`` (default) or ``"HWC"`` for the normalized images.
 
     Returns:
         ``(images, targets)``, or ``(images, targets, lam, perm)`` with ``return_params``.
@@ -76,9 +134,19 @@ def mixup(
         sums to 1.
     """
     _check_args(num_classes, alpha, per_sample, label_smoothing, return_params, dtype)
+    _check_normalize_args(mean, std, mirror, output_layout)
     on_gpu = images.device == "gpu"
     if dtype == types.FLOAT16 and not on_gpu:
         raise ValueError("dtype=types.FLOAT16 needs GPU images; DALI's CPU arithmetic has no float16")
+    normalize = mean is not None
+    if normalize and alpha > 0 and images.device in fused_backends():
+        return _fused(images, labels, num_classes, alpha, per_sample, label_smoothing, return_params, dtype,
+                      mean, std, mirror, output_layout or "CHW")
+    if normalize:
+        flip = {} if mirror is None else {"mirror": mirror}
+        images = fn.crop_mirror_normalize(
+            images, dtype=dtype, output_layout=output_layout or "CHW", mean=list(mean), std=list(std), **flip
+        )
 
     one_hot = _one_hot(labels, num_classes, label_smoothing)
     if alpha == 0:
@@ -88,12 +156,7 @@ def mixup(
         lam = fn.ones(shape=[], dtype=types.FLOAT)
         return images, targets, lam, fn.batch_permutation()
 
-    perm = fn.batch_permutation()
-    lam = fn.random.beta(alpha=float(alpha), beta=float(alpha))
-    if not per_sample:
-        # Every sample takes the first sample's draw: one λ per batch, decided in the graph.
-        lam = fn.permute_batch(lam, indices=perm * 0)
-
+    lam, perm = _draw(alpha, per_sample)
     targets = lam * one_hot + (1 - lam) * fn.permute_batch(one_hot, indices=perm)
 
     lam_images = lam

@@ -97,30 +97,21 @@ def _read(source):
     return images, labels
 
 
-def train_images(images, *, device, channels_last, hflip=0.5):
-    """Pad 4 pixels with zeros, take a random 32x32 crop, flip with probability ``hflip``, normalize."""
+def train_crops(images):
+    """Pad 4 pixels with zeros and take a random 32x32 crop, as uint8 HWC (mixup flips and normalizes)."""
     images = fn.crop(images, crop=(32 + 2 * PAD, 32 + 2 * PAD), out_of_bounds_policy="pad", fill_values=0)
     crop_x = fn.random.uniform(values=_CROP_POSITIONS)
     crop_y = fn.random.uniform(values=_CROP_POSITIONS)
-    mirror = fn.random.coin_flip(probability=hflip)
-    return normalize(
-        images,
-        device=device,
-        channels_last=channels_last,
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
-        crop=(32, 32),
-        crop_pos_x=crop_x,
-        crop_pos_y=crop_y,
-        mirror=mirror,
-    )
+    return fn.crop(images, crop=(32, 32), crop_pos_x=crop_x, crop_pos_y=crop_y)
 
 
 @pipeline_def
 def cifar_train_pipeline(source, *, channels_last, hflip, num_classes, mixup_alpha, per_sample, label_smoothing):
-    """Train batches ``(images, targets)`` from a :class:`CifarSource`; mixup arguments as :func:`dali_mixup.mixup`."""
+    """Train batches ``(images, targets)`` from a :class:`CifarSource`: :func:`train_crops`, then
+    :func:`dali_mixup.mixup`, which flips (with probability ``hflip``), normalizes and mixes."""
     images, labels = _read(source)
-    images = train_images(images, device=source.device, channels_last=channels_last, hflip=hflip)
+    images = train_crops(images)
+    mirror = fn.random.coin_flip(probability=hflip)
     return mixup(
         images,
         labels,
@@ -129,6 +120,10 @@ def cifar_train_pipeline(source, *, channels_last, hflip, num_classes, mixup_alp
         per_sample=per_sample,
         label_smoothing=label_smoothing,
         dtype=output_dtype(source.device),
+        mean=CIFAR_MEAN,
+        std=CIFAR_STD,
+        mirror=mirror,
+        output_layout="HWC" if channels_last else "CHW",
     )
 
 

@@ -102,19 +102,16 @@ def read(source, *, shard_id, num_shards, training):
     raise TypeError(f"source must be Files or Shards, got {type(source).__name__}")
 
 
-def train_images(jpegs, *, device, crop_size, channels_last, min_crop_area=0.08, hflip=0.5):
-    """Random-resized crop, flip and normalize: the standard ImageNet train augmentation.
+def train_crops(jpegs, *, device, crop_size, min_crop_area=0.08):
+    """Random-resized crops, the standard ImageNet train augmentation, as uint8 HWC images.
+
+    The flip and the normalization follow in :func:`dali_mixup.mixup`, which reads each crop once.
 
     Args:
         jpegs: encoded images, on the CPU.
-        device: ``"gpu"`` decodes with nvJPEG (``"mixed"``) and runs the rest on the GPU.
+        device: ``"gpu"`` decodes with nvJPEG (``"mixed"``) and resizes on the GPU.
         crop_size: side of the square output.
-        channels_last: NHWC output instead of NCHW.
         min_crop_area: the crop covers a random fraction in ``[min_crop_area, 1]`` of the image.
-        hflip: probability of a horizontal flip.
-
-    Returns:
-        Normalized images, float16 on the GPU and float32 on the CPU.
     """
     images = fn.decoders.image_random_crop(
         jpegs,
@@ -124,9 +121,7 @@ def train_images(jpegs, *, device, crop_size, channels_last, min_crop_area=0.08,
         num_attempts=100,
         **_decoder_args(device),
     )
-    images = fn.resize(images, resize_x=crop_size, resize_y=crop_size, interp_type=types.INTERP_TRIANGULAR)
-    mirror = fn.random.coin_flip(probability=hflip)
-    return normalize(images, device=device, channels_last=channels_last, mean=IMAGENET_MEAN, std=IMAGENET_STD, mirror=mirror)
+    return fn.resize(images, resize_x=crop_size, resize_y=crop_size, interp_type=types.INTERP_TRIANGULAR)
 
 
 def _round_half_even(numerator):
@@ -163,7 +158,7 @@ def _val_geometry(jpegs, crop_size):
 
 def val_images(jpegs, *, device, crop_size, channels_last):
     """torchvision's ImageNet eval transform: resize the shorter side to ``crop_size / 0.875`` (256 for 224),
-    center-crop, normalize. Arguments as :func:`train_images`."""
+    center-crop, normalize. Arguments as :func:`train_crops`; ``channels_last`` gives NHWC."""
     (resize_x, resize_y), (crop_x, crop_y) = _val_geometry(jpegs, crop_size)
     images = fn.decoders.image(jpegs, output_type=types.RGB, **_decoder_args(device))
     images = fn.resize(images, resize_x=resize_x, resize_y=resize_y, interp_type=types.INTERP_TRIANGULAR)
@@ -186,14 +181,13 @@ def imagenet_train_pipeline(
 ):
     """Train batches: ``(images, targets)`` with soft targets ``[B, num_classes]`` (one-hot when ``mixup_alpha`` is 0).
 
-    Reader and sharding arguments as :func:`read`, processing as :func:`train_images`, mixup
-    arguments as :func:`dali_mixup.mixup`.
+    Reader and sharding arguments as :func:`read`, crops as :func:`train_crops`; ``hflip`` is the
+    flip probability; mixup arguments as :func:`dali_mixup.mixup`, which also flips, normalizes
+    and lays out the crops (in one pass when its fused operator is built).
     """
     jpegs, labels = read(source, shard_id=shard_id, num_shards=num_shards, training=True)
-    images = train_images(
-        jpegs, device=device, crop_size=crop_size, channels_last=channels_last, min_crop_area=min_crop_area,
-        hflip=hflip,
-    )
+    images = train_crops(jpegs, device=device, crop_size=crop_size, min_crop_area=min_crop_area)
+    mirror = fn.random.coin_flip(probability=hflip)
     return mixup(
         images,
         labels,
@@ -202,6 +196,10 @@ def imagenet_train_pipeline(
         per_sample=per_sample,
         label_smoothing=label_smoothing,
         dtype=output_dtype(device),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        mirror=mirror,
+        output_layout="HWC" if channels_last else "CHW",
     )
 
 

@@ -17,7 +17,7 @@ def test_loader_quick_writes_the_json_and_the_chart(tmp_path, imagenet_dir):
     report = json.loads(out.read_text())
     assert {"cpu", "cores", "gpu", "driver", "torch", "dali", "torchvision"} <= set(report["env"])
     configs = {"torchvision", "torchvision_mixup", "torchvision_timm_mixup", "dali", "dali_mixup",
-               "dali_then_torch_mixup"}
+               "dali_mixup_composite", "dali_then_torch_mixup"}
     assert set(report["results"]) == configs and set(report["runs"]) == configs
     assert all(len(values) == 2 and min(values) > 0 for values in report["runs"].values())
     assert {"dali_mixup / dali", "dali / torchvision"} <= set(report["ratios"])

@@ -169,7 +169,7 @@ def test_corrupted_run_reports_both_training_errors(digits_dir, tmp_path):
 def test_torchrun_restarts_a_killed_worker_from_the_last_checkpoint(digits_dir, tmp_path):
     out = tmp_path / "run"
     launcher = subprocess.Popen(
-        [*TORCHRUN, "--standalone", "--nproc_per_node=2", "--max-restarts=1", "-m", "train", "--recipe", "demo",
+        [*TORCHRUN, "--standalone", "--nproc_per_node=2", "--max-restarts=3", "-m", "train", "--recipe", "demo",
          "--data", str(digits_dir), "--epochs", "4", "--batch-size", "32", "--threads", "1", "--out", str(out),
          "--resume"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -1,0 +1,101 @@
+// MixupNormalize: mixup, flip and normalization of uint8 HWC crops in one pass over the batch.
+//
+// For sample i with partner j = partner[i]:
+//   out_i = (lam_i * flip_i(x_i) + (1 - lam_i) * flip_j(x_j) - mean) / std, laid out as CHW or HWC,
+//   targets_i = lam_i * onehot(y_i) + (1 - lam_i) * onehot(y_j), with the one-hot rows smoothed.
+// Each sample is read once as itself and once as a partner, and the output is written once.
+#ifndef DALI_MIXUP_MIXUP_NORMALIZE_H_
+#define DALI_MIXUP_MIXUP_NORMALIZE_H_
+
+#include <string>
+#include <vector>
+
+#include "dali/pipeline/operator/common.h"
+#include "dali/pipeline/operator/operator.h"
+
+namespace dali_mixup {
+
+// Per-channel affine form of the blend: out = a[c] * x_i + b[c] * x_j + offset[c].
+struct Blend {
+  float a[3], b[3], offset[3];
+};
+
+inline Blend MakeBlend(float lam, const std::vector<float> &mean, const std::vector<float> &std) {
+  Blend blend;
+  for (int c = 0; c < 3; c++) {
+    float inv_std = 1.0f / std[c];
+    blend.a[c] = lam * inv_std;
+    blend.b[c] = (1.0f - lam) * inv_std;
+    blend.offset[c] = -mean[c] * inv_std;
+  }
+  return blend;
+}
+
+template <typename Backend>
+class MixupNormalize : public ::dali::Operator<Backend> {
+ public:
+  explicit MixupNormalize(const ::dali::OpSpec &spec)
+      : ::dali::Operator<Backend>(spec),
+        mean_(spec.GetRepeatedArgument<float>("mean")),
+        std_(spec.GetRepeatedArgument<float>("std")),
+        dtype_(spec.GetArgument<::dali::DALIDataType>("dtype")),
+        chw_(spec.GetArgument<std::string>("output_layout") == "CHW"),
+        num_classes_(spec.GetArgument<int>("num_classes")),
+        label_smoothing_(spec.GetArgument<float>("label_smoothing")) {
+    DALI_ENFORCE(mean_.size() == 3 && std_.size() == 3, "mean and std need 3 values, one per channel");
+    DALI_ENFORCE(dtype_ == DALI_FLOAT || dtype_ == DALI_FLOAT16,
+                 "dtype must be FLOAT or FLOAT16");
+    auto layout = spec.GetArgument<std::string>("output_layout");
+    DALI_ENFORCE(layout == "CHW" || layout == "HWC", "output_layout must be \"CHW\" or \"HWC\", got " + layout);
+    DALI_ENFORCE(num_classes_ >= 1, "num_classes must be >= 1");
+  }
+
+ protected:
+  ~MixupNormalize() override;
+
+  bool SetupImpl(std::vector<::dali::OutputDesc> &output_desc, const ::dali::Workspace &ws) override {
+    const auto &images = ws.Input<Backend>(0);
+    int n = images.num_samples();
+    DALI_ENFORCE(images.type() == DALI_UINT8, "MixupNormalize takes uint8 images");
+    DALI_ENFORCE(images.sample_dim() == 3, "MixupNormalize takes HWC images");
+    const auto &shape = images.shape();
+    for (int i = 0; i < n; i++) {
+      DALI_ENFORCE(shape[i] == shape[0], "MixupNormalize needs one image shape across the batch");
+    }
+    if (n > 0) {
+      DALI_ENFORCE(shape[0][2] == 3, "MixupNormalize takes 3-channel images");
+    }
+    ::dali::GetPerSampleArgument<float>(lam_, "lam", this->spec_, ws, n);
+    ::dali::GetPerSampleArgument<int>(partner_, "partner", this->spec_, ws, n);
+    ::dali::GetPerSampleArgument<int>(mirror_, "mirror", this->spec_, ws, n);
+    for (int i = 0; i < n; i++) {
+      DALI_ENFORCE(partner_[i] >= 0 && partner_[i] < n, "partner index out of range");
+    }
+    height_ = n ? shape[0][0] : 0;
+    width_ = n ? shape[0][1] : 0;
+    output_desc.resize(2);
+    ::dali::TensorShape<3> out_shape = chw_ ? ::dali::TensorShape<3>{3, height_, width_}
+                                            : ::dali::TensorShape<3>{height_, width_, 3};
+    output_desc[0] = {::dali::uniform_list_shape(n, out_shape), dtype_};
+    output_desc[1] = {::dali::uniform_list_shape(n, ::dali::TensorShape<1>{num_classes_}), DALI_FLOAT};
+    return true;
+  }
+
+  void RunImpl(::dali::Workspace &ws) override;
+
+  std::vector<float> mean_, std_;
+  ::dali::DALIDataType dtype_;
+  bool chw_;
+  int num_classes_;
+  float label_smoothing_;
+  std::vector<float> lam_;
+  std::vector<int> partner_, mirror_;
+  int64_t height_ = 0, width_ = 0;
+  // GPU only: the per-sample descriptors, on the device.
+  void *device_samples_ = nullptr;
+  size_t device_samples_bytes_ = 0;
+};
+
+}  // namespace dali_mixup
+
+#endif  // DALI_MIXUP_MIXUP_NORMALIZE_H_

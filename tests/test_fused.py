@@ -1,0 +1,115 @@
+"""The fused MixupNormalize plugin against the PyTorch reference, its fallback, and its build cache."""
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from nvidia.dali import fn, pipeline_def, types
+
+from conftest import DEVICES
+from dali_mixup import build, mixup, mixup_reference
+from helpers import MEAN, STD, photo_crops
+
+
+@pipeline_def
+def crops_pipeline(images, labels, flips, device, mixup_args):
+    crops = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+    classes = fn.external_source(source=lambda: labels, batch=True)
+    mirror = fn.external_source(source=lambda: flips, batch=True)
+    if device == "gpu":
+        crops = crops.gpu()
+    return mixup(crops, classes, mirror=mirror, mean=list(MEAN), std=list(STD), return_params=True, **mixup_args)
+
+
+def run(device, batch_size, seed=3, **mixup_args):
+    images, labels = photo_crops(batch_size, size=24, seed=seed)
+    flips = [np.int32(k % 3 == 0) for k in range(batch_size)]
+    pipe = crops_pipeline(images, labels, flips, device, {"num_classes": 10, "alpha": 0.4, **mixup_args},
+                          batch_size=batch_size, num_threads=2, device_id=0 if device == "gpu" else None, seed=seed)
+    pipe.build()
+    ops = _graph_ops(pipe)
+    out, targets, lam, perm = (o.as_cpu().as_array() for o in pipe.run())
+    return images, labels, flips, out, targets, lam, perm, ops
+
+
+def _graph_ops(pipe):
+    path = f"/tmp/graph-{os.getpid()}.dot"
+    pipe.save_graph_to_dot_file(path)
+    text = open(path).read()
+    os.remove(path)
+    return text
+
+
+def reference(images, labels, flips, lam, perm, layout, label_smoothing=0.0):
+    x = np.stack([image[:, ::-1] if flip else image for image, flip in zip(images, flips)]).astype(np.float32)
+    x = torch.from_numpy((x - MEAN) / STD)
+    if layout == "CHW":
+        x = x.permute(0, 3, 1, 2)
+    return mixup_reference(x, torch.tensor(np.array(labels)), torch.from_numpy(lam), torch.from_numpy(perm).long(),
+                           10, label_smoothing=label_smoothing)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "fallback"])
+@pytest.mark.parametrize("layout", ["CHW", "HWC"])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_cpu_matches_the_reference(monkeypatch, fused, layout, per_sample):
+    if not fused:
+        monkeypatch.setenv("DALI_MIXUP_FUSED", "0")
+    elif "cpu" not in build.fused_backends():
+        pytest.fail("the fused operator did not build on this machine")
+    images, labels, flips, out, targets, lam, perm, ops = run(
+        "cpu", 16, per_sample=per_sample, output_layout=layout, label_smoothing=0.1)
+    assert ("MixupNormalize" in ops) == fused
+    expected_images, expected_targets = reference(images, labels, flips, lam, perm, layout, label_smoothing=0.1)
+    assert np.abs(out - expected_images.numpy()).max() < 1e-4
+    assert np.abs(targets - expected_targets.numpy()).max() < 1e-6
+    assert (len(set(lam.tolist())) > 1) == per_sample
+    assert out.shape == ((16, 3, 24, 24) if layout == "CHW" else (16, 24, 24, 3))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("layout", ["CHW", "HWC"])
+def test_gpu_fp16_matches_the_reference(layout):
+    assert "gpu" in build.fused_backends()
+    images, labels, flips, out, targets, lam, perm, ops = run("gpu", 16, output_layout=layout, dtype=types.FLOAT16)
+    assert "MixupNormalize" in ops and out.dtype == np.float16
+    expected_images, expected_targets = reference(images, labels, flips, lam, perm, layout)
+    assert np.abs(out.astype(np.float32) - expected_images.numpy()).max() < 1e-2
+    assert np.abs(targets - expected_targets.numpy()).max() < 1e-6
+
+
+def test_build_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path):
+    sources = tmp_path / "csrc"
+    shutil.copytree(build.CSRC, sources)
+
+    def build_in_a_new_process():
+        # A process can load one MixupNormalize plugin: DALI refuses to register an operator twice.
+        script = f"from dali_mixup import build; build.CSRC = {str(sources)!r}; print(build.build(cpu_only=True)[0])"
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                env={**os.environ, "DALI_MIXUP_CACHE": str(tmp_path / "cache")})
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout.strip().splitlines()[-1]
+
+    first = build_in_a_new_process()
+    built_at = os.path.getmtime(first)
+    again = build_in_a_new_process()
+    assert again == first and os.path.getmtime(again) == built_at
+    with open(sources / "mixup_normalize.cc", "a") as f:
+        f.write("\n// a change\n")
+    changed = build_in_a_new_process()
+    assert changed != first and os.path.isfile(changed) and os.path.isfile(first)
+    assert changed.startswith(str(tmp_path / "cache"))
+
+
+def test_no_compiler_falls_back_with_one_clear_line(monkeypatch, caplog):
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        build.build()
+    with caplog.at_level(logging.WARNING, logger="dali_mixup"):
+        assert build._load_plugin.__wrapped__() == ()
+    assert len(caplog.records) == 1 and "composes stock DALI operators" in caplog.records[0].getMessage()
