@@ -12,12 +12,12 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 
 import torch
 
+from benchmarks.common import cpu_model
 from dali_mixup.datasets import write_digits
 
 
@@ -52,7 +52,7 @@ def main(argv=None):
     stamp = datetime.date.today().isoformat()
     rows = [run(args.data, f"runs/memorization/alpha{alpha:g}", alpha, args.epochs, args.corrupt, args.seed)
             for alpha in args.alphas]
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU {platform.processor() or platform.machine()}"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_model()
     table = [
         f"Memorization, resnet8 on the digits, {args.corrupt:.0%} of train labels corrupted, {args.epochs} epochs "
         f"({stamp}, {device}, {os.cpu_count()} cores):",

@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 CSRC = os.path.join(os.path.dirname(__file__), "csrc")
 CPU_SOURCES = ("mixup_normalize.cc",)
@@ -27,6 +28,8 @@ CUDA_SOURCES = ("mixup_normalize.cu",)
 HEADERS = ("mixup_normalize.h",)
 
 log = logging.getLogger("dali_mixup")
+# A build takes well under a minute; a lock file older than this belongs to a killed build.
+_STALE_LOCK_SECONDS = 600
 
 
 def cache_root():
@@ -91,8 +94,6 @@ def build(cpu_only=False, verbose=False):
     import nvidia.dali.sysconfig as sysconfig
     from torch.utils import cpp_extension
 
-    if shutil.which(os.environ.get("CXX", "c++")) is None:
-        raise RuntimeError("no C++ compiler (c++ or $CXX) to build the fused mixup operator")
     nvcc = _nvcc()
     include = _cuda_include(nvcc)
     if cpu_only:
@@ -103,7 +104,20 @@ def build(cpu_only=False, verbose=False):
                            "package; DALI's headers include them")
     key = build_key(with_cuda, nvcc)
     directory = os.path.join(cache_root(), key)
+    library = os.path.join(directory, "dali_mixup_ops.so")
+    backends = ("cpu", "gpu") if with_cuda else ("cpu",)
+    if os.path.isfile(library):
+        # The key covers DALI, CUDA and the sources, so a library there is up to date. Skipping
+        # cpp_extension here also skips its lock file, which every rank of a job would take in turn.
+        return library, backends
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        raise RuntimeError("no C++ compiler (c++ or $CXX) to build the fused mixup operator")
     os.makedirs(directory, exist_ok=True)
+    lock = os.path.join(directory, "lock")
+    if os.path.isfile(lock) and time.time() - os.path.getmtime(lock) > _STALE_LOCK_SECONDS:
+        # cpp_extension waits for its lock file forever; one this old was left by a killed build.
+        log.warning("dali_mixup: removing a stale build lock %s", lock)
+        os.remove(lock)
     ldflags = []
     if with_cuda:
         ldflags.append(f"-L{os.path.join(os.path.dirname(include), 'lib64')}")  # libcudart of the toolkit
@@ -131,7 +145,7 @@ def build(cpu_only=False, verbose=False):
         is_python_module=False,
         verbose=verbose,
     )
-    return os.path.join(directory, "dali_mixup_ops.so"), ("cpu", "gpu") if with_cuda else ("cpu",)
+    return library, backends
 
 
 def fused_backends():

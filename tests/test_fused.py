@@ -106,7 +106,8 @@ def test_build_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path):
     assert changed.startswith(str(tmp_path / "cache"))
 
 
-def test_no_compiler_falls_back_with_one_clear_line(monkeypatch, caplog):
+def test_no_compiler_falls_back_with_one_clear_line(monkeypatch, caplog, tmp_path):
+    monkeypatch.setenv("DALI_MIXUP_CACHE", str(tmp_path))  # an empty cache: there is something to build
     monkeypatch.setenv("CXX", "/nonexistent/c++")
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
         build.build()

@@ -1,25 +1,61 @@
+#include <vector>
+
 #include "mixup_normalize.h"
 
 namespace dali_mixup {
 
 namespace {
 
-// One sample: rows of the sample and its partner, each read left to right or mirrored.
-// The inner loops are plain strided float arithmetic that the compiler vectorizes.
+// out[k] = a[k] * x[k] + b[k] * y[k] + offset[k] over one interleaved row: contiguous loads of
+// uint8 and float, so the compiler vectorizes it; target_clones adds an AVX2/FMA version that
+// is picked at load time on CPUs that have it.
+__attribute__((target_clones("avx2", "default")))
+void BlendRow(const uint8_t *__restrict x, const uint8_t *__restrict y, const float *__restrict a,
+              const float *__restrict b, const float *__restrict offset, float *__restrict out, int64_t n) {
+  for (int64_t k = 0; k < n; k++) {
+    out[k] = a[k] * x[k] + b[k] * y[k] + offset[k];
+  }
+}
+
+// The pixels of one HWC row in reverse order, channels kept in order.
+void MirrorRow(const uint8_t *row, int64_t width, uint8_t *out) {
+  for (int64_t x = 0; x < width; x++) {
+    const uint8_t *pixel = row + (width - 1 - x) * 3;
+    out[x * 3] = pixel[0];
+    out[x * 3 + 1] = pixel[1];
+    out[x * 3 + 2] = pixel[2];
+  }
+}
+
+// One sample: each row of the sample and of its partner (mirrored into a scratch row when its own
+// flag says so) goes through BlendRow; for CHW the blended row is then split into the 3 planes.
 void BlendSample(const uint8_t *self, const uint8_t *partner, bool flip_self, bool flip_partner,
                  int64_t height, int64_t width, const Blend &blend, bool chw, float *out) {
-  const int64_t plane = height * width;
+  const int64_t row = width * 3, plane = height * width;
+  std::vector<float> a(row), b(row), offset(row), blended(chw ? row : 0);
+  std::vector<uint8_t> mirrored_self(flip_self ? row : 0), mirrored_partner(flip_partner ? row : 0);
+  for (int64_t k = 0; k < row; k++) {
+    a[k] = blend.a[k % 3];
+    b[k] = blend.b[k % 3];
+    offset[k] = blend.offset[k % 3];
+  }
   for (int64_t y = 0; y < height; y++) {
-    const uint8_t *row_i = self + y * width * 3;
-    const uint8_t *row_j = partner + y * width * 3;
-    for (int c = 0; c < 3; c++) {
-      const float a = blend.a[c], b = blend.b[c], offset = blend.offset[c];
-      float *dst = chw ? out + c * plane + y * width : out + y * width * 3 + c;
-      const int64_t step = chw ? 1 : 3;
-      for (int64_t x = 0; x < width; x++) {
-        const int64_t xi = flip_self ? width - 1 - x : x;
-        const int64_t xj = flip_partner ? width - 1 - x : x;
-        dst[x * step] = a * row_i[xi * 3 + c] + b * row_j[xj * 3 + c] + offset;
+    const uint8_t *row_i = self + y * row;
+    const uint8_t *row_j = partner + y * row;
+    if (flip_self) {
+      MirrorRow(row_i, width, mirrored_self.data());
+      row_i = mirrored_self.data();
+    }
+    if (flip_partner) {
+      MirrorRow(row_j, width, mirrored_partner.data());
+      row_j = mirrored_partner.data();
+    }
+    float *dst = chw ? blended.data() : out + y * row;
+    BlendRow(row_i, row_j, a.data(), b.data(), offset.data(), dst, row);
+    if (chw) {
+      for (int c = 0; c < 3; c++) {
+        float *plane_row = out + c * plane + y * width;
+        for (int64_t x = 0; x < width; x++) plane_row[x] = blended[x * 3 + c];
       }
     }
   }
