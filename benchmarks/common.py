@@ -1,8 +1,10 @@
 """What every benchmark records: the machine and the versions, and a median."""
 
+import contextlib
 import datetime
 import os
 import platform
+import re
 import statistics
 import subprocess
 
@@ -58,8 +60,23 @@ def environment():
 def hardware_tag(env):
     """A short file-name tag: the GPU, or the CPU and its cores."""
     name = env["gpu"] or f"{env['cpu']}-{env['cores']}cores"
-    return "".join(c if c.isalnum() else "-" for c in name).strip("-").lower()[:48]
+    name = re.sub(r"\((R|TM)\)|\b(CPU|Processor)\b", "", name, flags=re.IGNORECASE)
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
 
 
 def median(values):
     return statistics.median(values)
+
+
+@contextlib.contextmanager
+def fused_off():
+    """Pipelines defined inside use ``mixup``'s composition of stock DALI ops, not the fused operator."""
+    saved = os.environ.get("DALI_MIXUP_FUSED")
+    os.environ["DALI_MIXUP_FUSED"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["DALI_MIXUP_FUSED"]
+        else:
+            os.environ["DALI_MIXUP_FUSED"] = saved

@@ -1,11 +1,18 @@
 """Time the mixup operator alone and compare it with the memory-bandwidth floor.
 
-    python -m benchmarks.mixup_op [--device gpu] [--batch-size 256] [--size 224] [--iterations 50]
+    python -m benchmarks.mixup_op [--device gpu] [--batch-size 256] [--size 224] [--iterations 50] [--runs 5]
 
-Two pipelines feed the same resident batch (fp16 on the GPU, fp32 on the CPU); one returns it,
-the other mixes it. The operator's time is the difference per iteration. The floor is the bytes
-a blend must move (read the sample and its partner, write the result) divided by the measured
-copy bandwidth of the device.
+The pipelines feed the same resident batch of uint8 HWC crops, as the ImageNet pipeline hands
+them to ``mixup``, and write normalized CHW images (float16 on the GPU, float32 on the CPU):
+
+- ``plain`` returns the crops untouched: the cost of running a pipeline at all;
+- ``normalize`` flips and normalizes them (``crop_mirror_normalize``), as the pipeline does without mixup;
+- ``fused`` flips, normalizes and mixes them in one pass with the ``MixupNormalize`` operator;
+- ``composite`` does the same with stock DALI operators (the fallback).
+
+A path's time is its time per iteration less ``plain``'s. Its floor is the bytes it must move
+(read each crop once, and for mixup its partner too; write the output once) divided by the
+measured copy bandwidth of the device (read + write).
 """
 
 import argparse
@@ -18,23 +25,31 @@ import numpy as np
 import torch
 from nvidia.dali import fn, pipeline_def, types
 
-from benchmarks.common import environment, hardware_tag, median
+from benchmarks.common import environment, fused_off, hardware_tag, median
 from dali_mixup import mixup
+from dali_mixup.build import fused_backends
+
+MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
+STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
+NUM_CLASSES = 1000
 
 
 @pipeline_def
-def resident_batch(images, labels, device, mix):
-    """The same batch every iteration, with or without mixup; no copy from the source."""
-    batch = fn.external_source(source=lambda: images, batch=True, device=device, no_copy=True, layout="CHW")
+def resident_batch(crops, labels, device, path):
+    """The same batch every iteration, through one path; no copy from the source."""
+    images = fn.external_source(source=lambda: crops, batch=True, device=device, no_copy=True, layout="HWC")
     classes = fn.external_source(source=lambda: labels, batch=True, no_copy=True)
-    if not mix:
-        return batch, fn.one_hot(classes, num_classes=1000)
-    return mixup(batch, classes, num_classes=1000, alpha=0.2,
-                 dtype=types.FLOAT16 if device == "gpu" else types.FLOAT)
+    dtype = types.FLOAT16 if device == "gpu" else types.FLOAT
+    mirror = fn.random.coin_flip()
+    if path == "plain":
+        return images, fn.one_hot(classes, num_classes=NUM_CLASSES)
+    if path == "normalize":
+        images = fn.crop_mirror_normalize(images, dtype=dtype, output_layout="CHW", mean=MEAN, std=STD, mirror=mirror)
+        return images, fn.one_hot(classes, num_classes=NUM_CLASSES)
+    return mixup(images, classes, num_classes=NUM_CLASSES, alpha=0.2, dtype=dtype, mean=MEAN, std=STD, mirror=mirror)
 
 
 def seconds_per_iteration(pipe, iterations):
-    pipe.build()
     for _ in range(5):
         pipe.run()
     start = time.perf_counter()
@@ -67,43 +82,54 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--iterations", type=int, default=50)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--json", help="default: benchmarks/results/DATE-mixup-op-HW.json")
+    parser.add_argument("--runs", type=int, default=5, help="measured runs; the result is the median")
+    parser.add_argument("--json", help="default: benchmarks/results/DATE-mixup-op-DEVICE-HW.json")
     args = parser.parse_args(argv)
+    for name in ("batch_size", "size", "iterations", "runs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.device == "gpu" and not cuda:
         parser.error("--device gpu, but torch sees no CUDA GPU; --device cpu times the CPU operator")
     on_gpu = args.device == "gpu"
     torch_device = torch.device("cuda" if on_gpu else "cpu")
-    dtype = torch.float16 if on_gpu else torch.float32
-    images = torch.randn(args.batch_size, 3, args.size, args.size, dtype=dtype, device=torch_device)
-    labels = [np.array([k % 1000], np.int32) for k in range(args.batch_size)]
-    batch = images if on_gpu else images.numpy()
+    crops = torch.randint(0, 256, (args.batch_size, args.size, args.size, 3), dtype=torch.uint8, device=torch_device)
+    labels = [np.array([k % NUM_CLASSES], np.int32) for k in range(args.batch_size)]
     pipe_args = {"batch_size": args.batch_size, "num_threads": os.cpu_count(), "device_id": 0 if on_gpu else None,
                  "prefetch_queue_depth": 1}
-    plain = resident_batch(batch, labels, args.device, False, **pipe_args)
-    mixed = resident_batch(batch, labels, args.device, True, **pipe_args)
+    source = crops if on_gpu else crops.numpy()
+    pipes = {"plain": resident_batch(source, labels, args.device, "plain", **pipe_args),
+             "normalize": resident_batch(source, labels, args.device, "normalize", **pipe_args)}
+    if args.device in fused_backends():
+        pipes["fused"] = resident_batch(source, labels, args.device, "fused", **pipe_args)
+    else:
+        print(f"the fused operator is not built for {args.device}; timing the composite path only", file=sys.stderr)
+    with fused_off():
+        pipes["composite"] = resident_batch(source, labels, args.device, "composite", **pipe_args)
+    for pipe in pipes.values():
+        pipe.build()
 
-    batch_bytes = images.numel() * images.element_size()
-    moved = 3 * batch_bytes  # read x_i and x_perm(i), write the blend
-    runs = {"plain_s": [], "mixup_s": [], "bandwidth": []}
+    crop_bytes = crops.numel()
+    out_bytes = crops.numel() * (2 if on_gpu else 4)
+    moved = {"normalize": crop_bytes + out_bytes, "fused": 2 * crop_bytes + out_bytes,
+             "composite": 2 * crop_bytes + out_bytes}
+    runs = {name: [] for name in pipes}
+    runs["bandwidth"] = []
     for _ in range(args.runs):
-        runs["plain_s"].append(seconds_per_iteration(plain, args.iterations))
-        runs["mixup_s"].append(seconds_per_iteration(mixed, args.iterations))
-        runs["bandwidth"].append(copy_bandwidth(batch_bytes, torch_device))
-    op = median([m - p for m, p in zip(runs["mixup_s"], runs["plain_s"])])
+        for name, pipe in pipes.items():
+            runs[name].append(seconds_per_iteration(pipe, args.iterations))
+        runs["bandwidth"].append(copy_bandwidth(out_bytes, torch_device))
     bandwidth = median(runs["bandwidth"])
-    floor = moved / bandwidth
+    results = {"copy_bandwidth_GBps": bandwidth / 1e9}
+    output = f"{args.batch_size}x3x{args.size}x{args.size} {'float16' if on_gpu else 'float32'}"
+    print(f"uint8 crops to {output} ({args.device}); copy bandwidth {bandwidth / 1e9:.1f} GB/s")
+    for name in [name for name in pipes if name != "plain"]:
+        op = median([t - p for t, p in zip(runs[name], runs["plain"])])
+        floor = moved[name] / bandwidth
+        results[name] = {"ms": op * 1e3, "floor_ms": floor * 1e3, "over_floor": op / floor, "bytes_moved": moved[name]}
+        print(f"{name:<10}{op * 1e3:>9.2f} ms   floor {floor * 1e3:7.2f} ms   {op / floor:5.2f}x the floor")
+
     env = environment()
-    report = {
-        "env": env,
-        "settings": vars(args),
-        "results": {"mixup_op_ms": op * 1e3, "floor_ms": floor * 1e3, "op_over_floor": op / floor,
-                    "copy_bandwidth_GBps": bandwidth / 1e9, "bytes_moved": moved, "path": "composite"},
-        "runs": runs,
-    }
-    print(f"mixup on {args.batch_size}x3x{args.size}x{args.size} {str(dtype).split('.')[-1]} ({args.device}): "
-          f"{op * 1e3:.2f} ms; floor {floor * 1e3:.2f} ms ({moved / 1e6:.0f} MB at {bandwidth / 1e9:.0f} GB/s); "
-          f"{op / floor:.2f}x the floor")
+    report = {"env": env, "settings": vars(args), "results": results, "runs": runs}
     path = args.json or os.path.join("benchmarks", "results",
                                      f"{env['date']}-mixup-op-{args.device}-{hardware_tag(env)}.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
