@@ -179,3 +179,37 @@ def test_corrupted_run_reports_both_training_errors(digits_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     row = _metrics(tmp_path)[0]
     assert 0 <= row["train_error_real"] <= 1 and 0 <= row["train_error_corrupted"] <= 1
+
+
+def test_torchrun_restarts_a_killed_worker_from_the_last_checkpoint(digits_dir, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}  # a fresh store per restart (see the README)
+    launcher = subprocess.Popen(
+        [*TORCHRUN, "--standalone", "--nproc_per_node=2", "--max-restarts=1", "-m", "train", "--recipe", "demo",
+         "--data", str(digits_dir), "--epochs", "4", "--batch-size", "32", "--threads", "1", "--out", str(out),
+         "--resume"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        deadline = time.time() + 300
+        while not (out / "metrics.jsonl").exists() or len(_metrics(out)) < 2:
+            assert launcher.poll() is None and time.time() < deadline, "the run ended before a worker could be killed"
+            time.sleep(0.05)
+        workers = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
+        assert len(workers) == 2
+        os.kill(int(workers[1]), signal.SIGKILL)
+        log = launcher.communicate(timeout=300)[0]
+    finally:
+        _kill_group(launcher)
+    assert launcher.returncode == 0, log[-3000:]
+    assert "resuming at epoch" in log
+    assert [row["epoch"] for row in _metrics(out)] == [0, 1, 2, 3]
+
+
+def test_max_restarts_with_the_shared_store_is_refused(digits_dir, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"}
+    result = _train(["--recipe", "demo", "--data", digits_dir, "--epochs", 1, "--threads", 1, "--out", tmp_path],
+                    launcher=[*TORCHRUN, "--standalone", "--nproc_per_node=2", "--max-restarts=1"], env=env)
+    assert result.returncode != 0
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in result.stderr
+    assert not (tmp_path / "metrics.jsonl").exists()

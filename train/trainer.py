@@ -154,6 +154,24 @@ class Progress:
             print("\r" + " " * 60 + "\r", end="", flush=True)
 
 
+def check_restarts_are_safe():
+    """Refuse ``torchrun --max-restarts`` where a restarted group could read the failed group's addresses.
+
+    By default torchrun hands its rendezvous store to the workers and keeps it across restarts;
+    the restarted process group then finds the previous group's keys there, connects to ports of
+    dead workers and hangs or fails (pytorch/pytorch#135712). With c10d rendezvous and
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, every round gets a fresh store.
+    """
+    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0))
+    if restarts > 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        raise RuntimeError(
+            f"torchrun --max-restarts={restarts} needs a fresh store for every restart, else the restarted "
+            "workers can connect to the failed ones' ports and hang (pytorch/pytorch#135712): launch with "
+            "--standalone or --rdzv-backend=c10d, and TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in torchrun's "
+            f"environment, e.g. TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --standalone --max-restarts={restarts} ..."
+        )
+
+
 def main(argv=None):
     # ---- processes and devices: everything comes from torchrun's environment ----
     world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -167,6 +185,7 @@ def main(argv=None):
     else:
         device = torch.device("cpu")
     if world_size > 1:
+        check_restarts_are_safe()
         dist.init_process_group("nccl" if config.device == "gpu" else "gloo")
     master = rank == 0
     random.seed(config.seed + rank)
