@@ -4,8 +4,8 @@
 
 ROOT is an ImageFolder (or a folder holding train/ and val/ ImageFolders), the root of a file
 list, a folder of webdataset tar shards, or a folder holding CIFAR batches. The command lists
-every file it cannot decode, every empty class folder and every bad label, and exits with
-status 1 if it found any.
+every file it cannot decode, every empty class folder, every bad label and every shard label
+file that disagrees with its shard, and exits with status 1 if it found any.
 """
 
 import argparse
@@ -79,7 +79,8 @@ def check(root, file_list=None, num_classes=None):
         return problems + [f"{name}: {why}" for name, why in undecodable(_file_items(files))]
     if root.endswith(".tar") or glob.glob(os.path.join(root, "*.tar")):
         paths, indexes = formats.shards(root)
-        samples, _, problems = formats.scan_shards(paths, indexes, num_classes)
+        samples, _, problems = formats.scan_shards(paths, indexes, num_classes, use_label_files=False)
+        problems += formats.label_file_problems(paths, indexes, samples)
         items = [
             (f"{shard}:{name}", lambda s=shard, o=offset, n=size: _read_member(s, o, n))
             for shard, name, offset, size, _ in samples

@@ -116,7 +116,7 @@ def write_digits(out, val_every=5):
 
 
 def pack_shards(files, labels, out, per_shard):
-    """Pack images into webdataset tar shards (``KEY.jpg`` + ASCII ``KEY.cls``) and write their index files.
+    """Pack images into webdataset tar shards (``KEY.jpg`` + ASCII ``KEY.cls``) and write their index and label files.
 
     Samples are shuffled by a fixed seed before packing, so that each shard holds a mix of
     classes; the key is the sample's position in ``files``.
@@ -124,7 +124,7 @@ def pack_shards(files, labels, out, per_shard):
     Returns:
         The shard paths.
     """
-    from dali_mixup.index_shards import write_index
+    from dali_mixup.index_shards import index_shard
 
     order = np.random.default_rng(0).permutation(len(files))
     os.makedirs(out, exist_ok=True)
@@ -143,7 +143,7 @@ def pack_shards(files, labels, out, per_shard):
                     info = tarfile.TarInfo(member)
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
-        write_index(path)
+        index_shard(path)
         paths.append(path)
     return paths
 

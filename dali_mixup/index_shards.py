@@ -1,16 +1,20 @@
-"""Write the DALI index file (``shard.idx``) beside every webdataset shard that lacks one.
+"""Write the index file (``shard.idx``) and the label file (``shard.labels``) beside every webdataset shard.
 
     python -m dali_mixup.index_shards ROOT [--force]
 
 ROOT is a folder of ``.tar`` shards or one shard. ``fn.readers.webdataset`` needs the index
-files to seek to samples and to split the shards across ranks.
+files to seek to samples and to split the shards across ranks. The label files let the loader
+check every label at start-up without reading each sample's ``.cls`` from the shards. Files
+that exist and are newer than their shard are kept unless ``--force``; a shard with a bad
+sample gets no label file, and the command lists the problems and exits with status 1.
 """
 
 import argparse
 import glob
 import os
+import sys
 
-from dali_mixup.formats import index_path
+from dali_mixup.formats import index_path, labels_path, write_label_file
 
 
 def write_index(shard):
@@ -23,16 +27,45 @@ def write_index(shard):
     return index
 
 
+def _up_to_date(path, shard):
+    return os.path.isfile(path) and os.path.getmtime(path) >= os.path.getmtime(shard)
+
+
+def index_shard(shard, force=False):
+    """Write the index and label files of ``shard`` where missing or stale (all with ``force``).
+
+    Returns:
+        ``(files written, problems)``; a shard with problems gets no label file.
+    """
+    written, problems = [], []
+    index = index_path(shard)
+    if force or not _up_to_date(index, shard):
+        written.append(write_index(shard))
+    if force or written or not _up_to_date(labels_path(shard), shard):
+        problems = write_label_file(shard, index)
+        if not problems:
+            written.append(labels_path(shard))
+    return written, problems
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="a folder of .tar shards, or one .tar")
-    parser.add_argument("--force", action="store_true", help="rewrite index files that exist")
+    parser.add_argument("--force", action="store_true", help="rewrite index and label files that exist")
     args = parser.parse_args(argv)
     paths = [args.root] if args.root.endswith(".tar") else sorted(glob.glob(os.path.join(args.root, "*.tar")))
     if not paths:
         parser.error(f"no .tar shards in {args.root!r}")
-    written = [write_index(path) for path in paths if args.force or not os.path.isfile(index_path(path))]
-    print(f"{len(paths)} shard(s): wrote {len(written)} index file(s), {len(paths) - len(written)} already there")
+    written, problems = [], []
+    for path in paths:
+        files, found = index_shard(path, args.force)
+        written += files
+        problems += found
+    print(f"{len(paths)} shard(s): wrote {len(written)} index and label file(s)")
+    if problems:
+        print("no label file for the shards with these problems (python -m dali_mixup.check_data lists them all):",
+              *problems, sep="\n", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -148,3 +148,10 @@ def test_check_data_lists_bad_labels_and_bad_shard_members(tmp_path, imagenet_di
     write_shards(str(root), str(tmp_path / "shards"), per_shard=10)
     status, out = _check_data(tmp_path / "shards")
     assert status == 1 and len(out) == 1 and ":00000009.jpg: is not an image" in out[0]
+
+    label_file = tmp_path / "shards" / "shard-000002.labels"
+    header, *labels = label_file.read_text().splitlines()
+    label_file.write_text("\n".join([header, *labels[::-1]]) + "\n")
+    status, out = _check_data(tmp_path / "shards")
+    assert status == 1 and len(out) == 2
+    assert out[0].startswith(f"{label_file}: disagrees with the .cls members") and "is not an image" in out[1]

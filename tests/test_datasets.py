@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dali_mixup import cifar, formats
-from dali_mixup.datasets import cifar_like_arrays, imagenet_like_image, write_shards
+from dali_mixup.datasets import cifar_like_arrays, imagenet_like_image, pack_shards, write_shards
 
 
 def test_imagenet_like_images_are_jpegs_of_imagenet_size_and_deterministic():
@@ -167,6 +167,45 @@ def test_shards_hold_every_image_once_and_missing_index_names_the_command(tmp_pa
         formats.shards(str(tmp_path / "shards"))
     subprocess.run([sys.executable, "-m", "dali_mixup.index_shards", str(tmp_path / "shards")], check=True)
     assert formats.shards(str(tmp_path / "shards"))[1][1] == formats.index_path(paths[1])
+
+
+def test_label_files_are_read_when_fresh_and_ignored_when_stale(tmp_path, imagenet_dir):
+    paths = write_shards(str(imagenet_dir / "train"), str(tmp_path / "shards"), per_shard=10)
+    indexes = [formats.index_path(p) for p in paths]
+    truth = formats.scan_shards(paths, indexes, use_label_files=False)
+    assert all(os.path.isfile(formats.labels_path(p)) for p in paths)
+    assert formats.scan_shards(paths, indexes) == truth
+
+    # A fresh label file is what the loader reads: prove it by changing the labels it holds.
+    label_file = formats.labels_path(paths[0])
+    header, *lines = open(label_file).read().splitlines()
+    open(label_file, "w").write("\n".join([header, *[str((int(line) + 1) % 4) for line in lines]]) + "\n")
+    shifted = formats.scan_shards(paths, indexes)[0]
+    assert [s[-1] for s in shifted if s[0] == paths[0]] == [(s[-1] + 1) % 4 for s in truth[0] if s[0] == paths[0]]
+    assert formats.label_file_problems(paths, indexes, truth[0]) == [
+        f"{label_file}: disagrees with the .cls members of {paths[0]}; "
+        f"rewrite it with: python -m dali_mixup.index_shards {paths[0]} --force"
+    ]
+
+    stale = os.path.getmtime(paths[0]) - 10
+    os.utime(label_file, (stale, stale))
+    assert formats.scan_shards(paths, indexes) == truth
+
+    open(label_file, "w").write("\n".join([header, *lines[:-1]]) + "\n")
+    with pytest.raises(ValueError, match=f"{label_file}: not a label file for the 10 samples.*--force"):
+        formats.scan_shards(paths, indexes)
+
+
+def test_index_shards_writes_no_label_file_for_a_shard_with_a_bad_label(tmp_path, imagenet_dir):
+    files, labels, _ = formats.image_folder(str(imagenet_dir / "train"))
+    labels[5] = "x5"
+    paths = pack_shards(files[:20], labels[:20], str(tmp_path), per_shard=10)
+    bad = next(p for p in paths if not os.path.isfile(formats.labels_path(p)))
+    result = subprocess.run([sys.executable, "-m", "dali_mixup.index_shards", str(tmp_path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 1
+    assert f"{bad}:00000005.cls: label must be ASCII digits, got b'x5'" in result.stderr
+    assert [os.path.isfile(formats.labels_path(p)) for p in paths].count(False) == 1
 
 
 def test_sniff_finds_truncated_and_non_images(tmp_path, imagenet_dir):
