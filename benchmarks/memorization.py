@@ -1,11 +1,14 @@
 """The memorization experiment of Zhang et al. (2018), section 3.4, on the demo digits.
 
-    python -m benchmarks.memorization [--data DIR] [--epochs 40] [--corrupt 0.5] [--alphas 0 8 32]
+    python -m benchmarks.memorization [--data DIR] [--model resnet8] [--epochs 40] [--corrupt 0.5]
+                                      [--alphas 0 8 32]
 
-Half the train labels are replaced by other classes (fixed by the seed); each run trains resnet8
+Half the train labels are replaced by other classes (fixed by the seed); each run trains the model
 with the trainer and reports the test error and the training error on the corrupted labels (how
-much of the noise the network memorized) and on the real ones. ERM memorizes the noise; mixup
-resists it. Writes a JSON and a Markdown table under benchmarks/results/.
+much of the noise the network memorized) and on the real ones. In the paper ERM memorizes the
+noise and mixup resists it; that takes a model with the capacity to memorize (e.g.
+``--model preact_resnet18 --epochs 200``, a GPU job). Writes a JSON and a Markdown table under
+benchmarks/results/.
 """
 
 import argparse
@@ -21,9 +24,10 @@ from benchmarks.common import cpu_model
 from dali_mixup.datasets import write_digits
 
 
-def run(data, out, alpha, epochs, corrupt, seed):
+def run(data, out, model, alpha, epochs, corrupt, seed):
     subprocess.run(
-        [sys.executable, "-m", "train", "--recipe", "demo", "--data", data, "--out", out, "--epochs", str(epochs),
+        [sys.executable, "-m", "train", "--recipe", "demo", "--data", data, "--out", out, "--model", model,
+         "--epochs", str(epochs),
          "--mixup-alpha", str(alpha), "--corrupt-labels", str(corrupt), "--seed", str(seed)],
         check=True,
     )
@@ -40,6 +44,7 @@ def run(data, out, alpha, epochs, corrupt, seed):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="out/digits", help="the digits (made there if missing)")
+    parser.add_argument("--model", default="resnet8", help="any model the trainer knows (--model of python -m train)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--corrupt", type=float, default=0.5, help="fraction of corrupted train labels")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 8.0, 32.0], help="0 is ERM")
@@ -50,11 +55,12 @@ def main(argv=None):
         write_digits(args.data)
 
     stamp = datetime.date.today().isoformat()
-    rows = [run(args.data, f"runs/memorization/alpha{alpha:g}", alpha, args.epochs, args.corrupt, args.seed)
+    rows = [run(args.data, f"runs/memorization/{args.model}-alpha{alpha:g}", args.model, alpha, args.epochs,
+                args.corrupt, args.seed)
             for alpha in args.alphas]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_model()
     table = [
-        f"Memorization, resnet8 on the digits, {args.corrupt:.0%} of train labels corrupted, {args.epochs} epochs "
+        f"Memorization, {args.model} on the digits, {args.corrupt:.0%} of train labels corrupted, {args.epochs} epochs "
         f"({stamp}, {device}, {os.cpu_count()} cores):",
         "",
         "| method | test error | train error on corrupted labels | train error on real labels |",
@@ -67,7 +73,7 @@ def main(argv=None):
     os.makedirs(args.results, exist_ok=True)
     name = os.path.join(args.results, f"{stamp}-memorization-{'gpu' if torch.cuda.is_available() else 'cpu'}")
     with open(name + ".json", "w") as f:
-        json.dump({"epochs": args.epochs, "corrupt": args.corrupt, "device": device, "rows": rows}, f, indent=2)
+        json.dump({"model": args.model, "epochs": args.epochs, "corrupt": args.corrupt, "device": device, "rows": rows}, f, indent=2)
     with open(name + ".md", "w") as f:
         f.write("\n".join(table) + "\n")
     print("\n".join(table))
