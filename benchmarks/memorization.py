@@ -73,7 +73,8 @@ def main(argv=None):
     os.makedirs(args.results, exist_ok=True)
     name = os.path.join(args.results, f"{stamp}-memorization-{'gpu' if torch.cuda.is_available() else 'cpu'}")
     with open(name + ".json", "w") as f:
-        json.dump({"model": args.model, "epochs": args.epochs, "corrupt": args.corrupt, "device": device, "rows": rows}, f, indent=2)
+        json.dump({"model": args.model, "epochs": args.epochs, "corrupt": args.corrupt, "device": device, "rows": rows},
+                  f, indent=2)
     with open(name + ".md", "w") as f:
         f.write("\n".join(table) + "\n")
     print("\n".join(table))

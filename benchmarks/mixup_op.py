@@ -39,10 +39,10 @@ def resident_batch(crops, labels, device, path):
     """The same batch every iteration, through one path; no copy from the source."""
     images = fn.external_source(source=lambda: crops, batch=True, device=device, no_copy=True, layout="HWC")
     classes = fn.external_source(source=lambda: labels, batch=True, no_copy=True)
-    dtype = types.FLOAT16 if device == "gpu" else types.FLOAT
-    mirror = fn.random.coin_flip()
     if path == "plain":
         return images, fn.one_hot(classes, num_classes=NUM_CLASSES)
+    dtype = types.FLOAT16 if device == "gpu" else types.FLOAT
+    mirror = fn.random.coin_flip()
     if path == "normalize":
         images = fn.crop_mirror_normalize(images, dtype=dtype, output_layout="CHW", mean=MEAN, std=STD, mirror=mirror)
         return images, fn.one_hot(classes, num_classes=NUM_CLASSES)

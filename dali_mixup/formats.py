@@ -181,6 +181,14 @@ def labels_path(shard):
     return shard[: -len(".tar")] + ".labels"
 
 
+def is_fresh(path, *sources):
+    """Whether ``path`` exists and is at least as new as every one of ``sources``."""
+    try:
+        return os.path.getmtime(path) >= max(os.path.getmtime(source) for source in sources)
+    except FileNotFoundError:
+        return False
+
+
 def _label_file(shard, index, count):
     """The class ids of ``shard``'s samples from its ``.labels`` file, in index order.
 
@@ -191,10 +199,7 @@ def _label_file(shard, index, count):
         ValueError: naming the file, if it does not hold ``count`` class ids.
     """
     path = labels_path(shard)
-    try:
-        if os.path.getmtime(path) < max(os.path.getmtime(shard), os.path.getmtime(index)):
-            return None
-    except FileNotFoundError:
+    if not is_fresh(path, shard, index):
         return None
     with open(path, encoding="ascii", errors="replace") as f:
         header, *lines = f.read().splitlines()

@@ -14,7 +14,7 @@ import glob
 import os
 import sys
 
-from dali_mixup.formats import index_path, labels_path, write_label_file
+from dali_mixup.formats import index_path, is_fresh, labels_path, write_label_file
 
 
 def write_index(shard):
@@ -27,10 +27,6 @@ def write_index(shard):
     return index
 
 
-def _up_to_date(path, shard):
-    return os.path.isfile(path) and os.path.getmtime(path) >= os.path.getmtime(shard)
-
-
 def index_shard(shard, force=False):
     """Write the index and label files of ``shard`` where missing or stale (all with ``force``).
 
@@ -39,9 +35,9 @@ def index_shard(shard, force=False):
     """
     written, problems = [], []
     index = index_path(shard)
-    if force or not _up_to_date(index, shard):
+    if force or not is_fresh(index, shard):
         written.append(write_index(shard))
-    if force or written or not _up_to_date(labels_path(shard), shard):
+    if force or written or not is_fresh(labels_path(shard), shard, index):
         problems = write_label_file(shard, index)
         if not problems:
             written.append(labels_path(shard))
