@@ -138,7 +138,7 @@ def build(cpu_only=False, verbose=False):
                                              "BFLOAT16_CONVERSIONS"))],
         extra_include_paths=[sysconfig.get_include_dir(), include],
         # cpp_extension also links torch's libraries: the rpaths let DALI load the plugin without torch imported.
-        extra_ldflags=[f"-L{sysconfig.get_lib_dir()}", "-ldali", f"-Wl,-rpath,{sysconfig.get_lib_dir()}",
+        extra_ldflags=[f"-L{sysconfig.get_lib_dir()}", "-ldali", "-ldali_core", f"-Wl,-rpath,{sysconfig.get_lib_dir()}",
                        f"-Wl,-rpath,{cpp_extension.TORCH_LIB_PATH}", *ldflags],
         build_directory=directory,
         with_cuda=with_cuda,

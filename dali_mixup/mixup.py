@@ -4,8 +4,6 @@ import numbers
 
 from nvidia.dali import fn, types
 
-from dali_mixup.build import fused_backends
-
 
 def _check_normalize_args(mean, std, mirror, output_layout):
     if (mean is None) != (std is None):
@@ -70,9 +68,7 @@ def _fused(images, labels, num_classes, alpha, per_sample, label_smoothing, retu
            output_layout):
     """One pass with the MixupNormalize plugin: read each crop and its partner once, write the output once."""
     lam, perm = _draw(alpha, per_sample)
-    labels = fn.cast(labels, dtype=types.INT32)
-    if images.device == "gpu":
-        labels = labels.gpu()  # a GPU operator takes GPU inputs; λ, partners and flips stay CPU arguments
+    labels = fn.cast(labels, dtype=types.INT32)  # a CPU input on either backend, like λ, partners and flips
     flip = {} if mirror is None else {"mirror": fn.cast(mirror, dtype=types.INT32)}
     images, targets = fn.mixup_normalize(
         images, labels, lam=lam, partner=perm, mean=list(map(float, mean)), std=list(map(float, std)),
@@ -139,6 +135,10 @@ def mixup(
     if dtype == types.FLOAT16 and not on_gpu:
         raise ValueError("dtype=types.FLOAT16 needs GPU images; DALI's CPU arithmetic has no float16")
     normalize = mean is not None
+    # Imported here so that the package can import this module without importing ``build``,
+    # which ``python -m dali_mixup.build`` runs as __main__.
+    from dali_mixup.build import fused_backends
+
     if normalize and alpha > 0 and images.device in fused_backends():
         return _fused(images, labels, num_classes, alpha, per_sample, label_smoothing, return_params, dtype,
                       mean, std, mirror, output_layout or "CHW")

@@ -83,6 +83,13 @@ def test_gpu_fp16_matches_the_reference(layout):
     assert np.abs(targets - expected_targets.numpy()).max() < 1e-6
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_operator_refuses_a_label_outside_the_classes(device):
+    assert device in build.fused_backends()
+    with pytest.raises(RuntimeError, match=r"label 2 of sample 2 is outside \[0, 2\)"):
+        run(device, 4, num_classes=2)  # the labels are 0, 1, 2, 3
+
+
 def test_build_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path):
     sources = tmp_path / "csrc"
     shutil.copytree(build.CSRC, sources)

@@ -66,18 +66,11 @@ void BlendSample(const uint8_t *self, const uint8_t *partner, bool flip_self, bo
 template <>
 void MixupNormalize<::dali::CPUBackend>::RunImpl(::dali::Workspace &ws) {
   const auto &images = ws.Input<::dali::CPUBackend>(0);
-  const auto &labels = ws.Input<::dali::CPUBackend>(1);
   auto &out = ws.Output<::dali::CPUBackend>(0);
   auto &targets = ws.Output<::dali::CPUBackend>(1);
   out.SetLayout(chw_ ? "CHW" : "HWC");
   DALI_ENFORCE(dtype_ == DALI_FLOAT, "the CPU backend writes float32 (DALI's CPU has no float16)");
-  DALI_ENFORCE(labels.type() == DALI_INT32, "labels must be int32");
   const int n = images.num_samples();
-  for (int i = 0; i < n; i++) {
-    const int label = labels.tensor<int>(i)[0];
-    DALI_ENFORCE(label >= 0 && label < num_classes_,
-                 ::dali::make_string("label ", label, " of sample ", i, " is outside [0, ", num_classes_, ")"));
-  }
   const float off = label_smoothing_ / num_classes_;
   const float on = 1.0f - label_smoothing_ + off;
   auto &pool = ws.GetThreadPool();
@@ -89,9 +82,8 @@ void MixupNormalize<::dali::CPUBackend>::RunImpl(::dali::Workspace &ws) {
                   height_, width_, MakeBlend(lam, mean_, std_), chw_, out.mutable_tensor<float>(i));
       float *row = targets.mutable_tensor<float>(i);
       for (int k = 0; k < num_classes_; k++) row[k] = off;
-      const int yi = labels.tensor<int>(i)[0], yj = labels.tensor<int>(j)[0];
-      row[yi] += lam * (on - off);
-      row[yj] += (1.0f - lam) * (on - off);
+      row[labels_[i]] += lam * (on - off);
+      row[labels_[j]] += (1.0f - lam) * (on - off);
     }, height_ * width_);
   }
   pool.RunAll();
@@ -108,6 +100,7 @@ Sample ``i`` becomes ``(lam[i] * flip_i(x_i) + (1 - lam[i]) * flip_j(x_j) - mean
 ``j = partner[i]``, each sample flipped by its own ``mirror`` flag, and its target the same blend
 of the (smoothed) one-hot labels. Outputs: the images and the float32 targets.)")
     .NumInput(2)
+    .InputDevice(1, ::dali::InputDevice::CPU)  // the labels: one int per sample, read on the host
     .NumOutput(2)
     .AddArg("lam", "Mixing weight, one per sample.", DALI_FLOAT, true)
     .AddArg("partner", "Index of the partner sample in the batch, one per sample.", DALI_INT32, true)

@@ -1,6 +1,9 @@
+#include <algorithm>
+
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
+#include "dali/kernels/dynamic_scratchpad.h"
 #include "mixup_normalize.h"
 
 namespace dali_mixup {
@@ -11,9 +14,9 @@ struct SampleDesc {
   const uint8_t *self;
   const uint8_t *partner;
   void *out;
-  const int *label_self;
-  const int *label_partner;
   float *targets;
+  int label_self;
+  int label_partner;
   Blend blend;
   float lam;
   int flip_self;
@@ -46,11 +49,10 @@ __global__ void BlendKernel(const SampleDesc *samples, int64_t height, int64_t w
 
 __global__ void TargetsKernel(const SampleDesc *samples, int num_classes, float on, float off) {
   const SampleDesc s = samples[blockIdx.x];
-  const int yi = *s.label_self, yj = *s.label_partner;
   for (int k = threadIdx.x; k < num_classes; k += blockDim.x) {
     float value = off;
-    if (k == yi) value += s.lam * (on - off);
-    if (k == yj) value += (1.0f - s.lam) * (on - off);
+    if (k == s.label_self) value += s.lam * (on - off);
+    if (k == s.label_partner) value += (1.0f - s.lam) * (on - off);
     s.targets[k] = value;
   }
 }
@@ -58,40 +60,31 @@ __global__ void TargetsKernel(const SampleDesc *samples, int num_classes, float 
 }  // namespace
 
 template <>
-MixupNormalize<::dali::GPUBackend>::~MixupNormalize() {
-  if (device_samples_) cudaFree(device_samples_);
-}
+MixupNormalize<::dali::GPUBackend>::~MixupNormalize() = default;
 
 template <>
 void MixupNormalize<::dali::GPUBackend>::RunImpl(::dali::Workspace &ws) {
   const auto &images = ws.Input<::dali::GPUBackend>(0);
-  const auto &labels = ws.Input<::dali::GPUBackend>(1);
   auto &out = ws.Output<::dali::GPUBackend>(0);
   auto &targets = ws.Output<::dali::GPUBackend>(1);
   out.SetLayout(chw_ ? "CHW" : "HWC");
-  DALI_ENFORCE(labels.type() == DALI_INT32, "labels must be int32");
   const int n = images.num_samples();
+  const int64_t plane = height_ * width_;
   if (n == 0) return;
+  DALI_ENFORCE(n <= 65535, "MixupNormalize on the GPU takes batches of up to 65535 samples");
   std::vector<SampleDesc> host(n);
   for (int i = 0; i < n; i++) {
     const int j = partner_[i];
     host[i] = {images.tensor<uint8_t>(i), images.tensor<uint8_t>(j), out.raw_mutable_tensor(i),
-               labels.tensor<int>(i), labels.tensor<int>(j), targets.mutable_tensor<float>(i),
-               MakeBlend(lam_[i], mean_, std_), lam_[i], mirror_[i], mirror_[j]};
+               targets.mutable_tensor<float>(i), labels_[i], labels_[j], MakeBlend(lam_[i], mean_, std_), lam_[i],
+               mirror_[i], mirror_[j]};
   }
-  const size_t bytes = n * sizeof(SampleDesc);
   cudaStream_t stream = ws.stream();
-  if (bytes > device_samples_bytes_) {
-    if (device_samples_) CUDA_CALL(cudaFree(device_samples_));
-    CUDA_CALL(cudaMalloc(&device_samples_, bytes));
-    device_samples_bytes_ = bytes;
-  }
-  // From pageable memory, the copy has consumed `host` by the time it returns.
-  CUDA_CALL(cudaMemcpyAsync(device_samples_, host.data(), bytes, cudaMemcpyHostToDevice, stream));
-  const auto *samples = static_cast<const SampleDesc *>(device_samples_);
+  // Stream-ordered scratch memory from DALI's pool, released when the kernels are done with it.
+  ::dali::kernels::DynamicScratchpad scratch(stream);
+  const SampleDesc *samples = scratch.ToGPU(stream, host);
   const int threads = 256;
-  const int64_t plane = height_ * width_;
-  dim3 grid(static_cast<unsigned>(std::min<int64_t>((plane + threads - 1) / threads, 1024)), n);
+  dim3 grid(static_cast<unsigned>(std::clamp<int64_t>((plane + threads - 1) / threads, 1, 1024)), n);
   if (dtype_ == DALI_FLOAT16) {
     if (chw_) BlendKernel<__half, true><<<grid, threads, 0, stream>>>(samples, height_, width_);
     else BlendKernel<__half, false><<<grid, threads, 0, stream>>>(samples, height_, width_);

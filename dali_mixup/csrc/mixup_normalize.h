@@ -71,6 +71,17 @@ class MixupNormalize : public ::dali::Operator<Backend> {
     for (int i = 0; i < n; i++) {
       DALI_ENFORCE(partner_[i] >= 0 && partner_[i] < n, "partner index out of range");
     }
+    // The labels are a CPU input on both backends: one int per sample, checked here.
+    const auto &labels = ws.Input<::dali::CPUBackend>(1);
+    DALI_ENFORCE(labels.type() == DALI_INT32, "labels must be int32");
+    labels_.resize(n);
+    for (int i = 0; i < n; i++) {
+      const auto count = ::dali::volume(labels.tensor_shape(i));
+      DALI_ENFORCE(count == 1, ::dali::make_string("sample ", i, " has ", count, " labels, expected 1"));
+      labels_[i] = labels.tensor<int>(i)[0];
+      DALI_ENFORCE(labels_[i] >= 0 && labels_[i] < num_classes_,
+                   ::dali::make_string("label ", labels_[i], " of sample ", i, " is outside [0, ", num_classes_, ")"));
+    }
     height_ = n ? shape[0][0] : 0;
     width_ = n ? shape[0][1] : 0;
     output_desc.resize(2);
@@ -89,11 +100,8 @@ class MixupNormalize : public ::dali::Operator<Backend> {
   int num_classes_;
   float label_smoothing_;
   std::vector<float> lam_;
-  std::vector<int> partner_, mirror_;
+  std::vector<int> partner_, mirror_, labels_;
   int64_t height_ = 0, width_ = 0;
-  // GPU only: the per-sample descriptors, on the device.
-  void *device_samples_ = nullptr;
-  size_t device_samples_bytes_ = 0;
 };
 
 }  // namespace dali_mixup
