@@ -1,6 +1,6 @@
 """Build and load the fused ``MixupNormalize`` DALI operator (a plugin), with the graph composition as fallback.
 
-    python -m dali_mixup.build [--force] [--cpu-only]
+    python -m dali_mixup.build [--cpu-only] [--verbose]
 
 At first use the C++ (CPU) and CUDA (GPU) sources in ``dali_mixup/csrc`` are compiled against the
 DALI that is installed, with ``torch.utils.cpp_extension.load`` (which brings caching, a file
@@ -94,14 +94,9 @@ def build(cpu_only=False, verbose=False):
     import nvidia.dali.sysconfig as sysconfig
     from torch.utils import cpp_extension
 
-    nvcc = _nvcc()
-    include = _cuda_include(nvcc)
-    if cpu_only:
-        nvcc = None
+    toolkit_nvcc = _nvcc()
+    nvcc = None if cpu_only else toolkit_nvcc
     with_cuda = nvcc is not None
-    if include is None:
-        raise RuntimeError(f"no CUDA headers ({', '.join(_CUDA_HEADERS)}) from a CUDA toolkit or a pip "
-                           "package; DALI's headers include them")
     key = build_key(with_cuda, nvcc)
     directory = os.path.join(cache_root(), key)
     library = os.path.join(directory, "dali_mixup_ops.so")
@@ -112,6 +107,10 @@ def build(cpu_only=False, verbose=False):
         return library, backends
     if shutil.which(os.environ.get("CXX", "c++")) is None:
         raise RuntimeError("no C++ compiler (c++ or $CXX) to build the fused mixup operator")
+    include = _cuda_include(toolkit_nvcc)
+    if include is None:
+        raise RuntimeError(f"no CUDA headers ({', '.join(_CUDA_HEADERS)}) from a CUDA toolkit or a pip "
+                           "package; DALI's headers include them")
     os.makedirs(directory, exist_ok=True)
     lock = os.path.join(directory, "lock")
     if os.path.isfile(lock) and time.time() - os.path.getmtime(lock) > _STALE_LOCK_SECONDS:
