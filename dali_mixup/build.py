@@ -25,7 +25,7 @@ import time
 CSRC = os.path.join(os.path.dirname(__file__), "csrc")
 CPU_SOURCES = ("mixup_normalize.cc",)
 CUDA_SOURCES = ("mixup_normalize.cu",)
-HEADERS = ("mixup_normalize.h",)
+HEADERS = ("mixup_normalize.h", "blend.h", "blend_kernel.h")
 
 log = logging.getLogger("dali_mixup")
 # A build takes well under a minute; a lock file older than this belongs to a killed build.

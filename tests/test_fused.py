@@ -1,5 +1,6 @@
 """The fused MixupNormalize plugin against the PyTorch reference, its fallback, and its build cache."""
 
+import ctypes
 import logging
 import os
 import shutil
@@ -83,6 +84,57 @@ def test_gpu_fp16_matches_the_reference(layout):
     assert np.abs(targets - expected_targets.numpy()).max() < 1e-6
 
 
+@pytest.fixture(scope="module")
+def blend_on_host(tmp_path_factory):
+    """The CUDA kernel's per-thread code compiled for the host (tests/csrc/blend_on_host.cc)."""
+    import nvidia.dali.sysconfig as sysconfig
+
+    cuda_include = build._cuda_include(build._nvcc())
+    assert cuda_include is not None, "no CUDA headers: the fused operator could not build here either"
+    library = tmp_path_factory.mktemp("kernel") / "blend_on_host.so"
+    source = os.path.join(os.path.dirname(__file__), "csrc", "blend_on_host.cc")
+    subprocess.run([os.environ.get("CXX", "c++"), "-std=c++17", "-O2", "-Wall", "-Wno-unknown-pragmas", "-Werror",
+                    "-shared", "-fPIC", f"-I{build.CSRC}", f"-I{sysconfig.get_include_dir()}", f"-I{cuda_include}",
+                    source, "-o", str(library)], check=True)
+    function = ctypes.CDLL(str(library)).blend_on_host
+    function.restype = ctypes.c_int
+    return function
+
+
+def _pointer(array):
+    return array.ctypes.data_as(ctypes.c_void_p)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("layout", ["CHW", "HWC"])
+@pytest.mark.parametrize("case, size, out_offset, wide", [
+    ("wide", 24, 0, True),
+    ("width not a multiple of 4", 22, 0, False),
+    ("unaligned output", 24, 1, False),
+])
+def test_the_cuda_kernel_run_on_the_host_matches_the_reference(blend_on_host, dtype, layout, case, size, out_offset,
+                                                                wide):
+    n = 8
+    images, labels = photo_crops(n, size=size, seed=5)
+    rng = np.random.default_rng(5)
+    perm = rng.permutation(n).astype(np.int32)
+    lam = rng.beta(0.4, 0.4, n).astype(np.float32)
+    flips = np.array([0, 1, 1, 0, 1, 0, 0, 1], np.int32)
+    assert len({(flips[i], flips[j]) for i, j in enumerate(perm)}) == 4, "each (self, partner) flip pair occurs"
+    batch = np.ascontiguousarray(np.stack(images))
+    shape = (n, 3, size, size) if layout == "CHW" else (n, size, size, 3)
+    # out_offset = 1 value moves the output off the 16- or 8-byte alignment of the vector stores.
+    buffer = np.full(out_offset + int(np.prod(shape)), np.nan, dtype)
+    out = buffer[out_offset:].reshape(shape)
+    mean, std = np.ascontiguousarray(MEAN), np.ascontiguousarray(STD)
+    used_wide = blend_on_host(_pointer(batch), n, size, size, _pointer(perm), _pointer(lam), _pointer(flips),
+                              _pointer(mean), _pointer(std), layout == "CHW", dtype == np.float16, _pointer(out))
+    assert bool(used_wide) == wide
+    expected, _ = reference(images, labels, flips, lam, perm, layout)
+    tolerance = 1e-2 if dtype == np.float16 else 1e-4
+    assert np.abs(out.astype(np.float32) - expected.numpy()).max() < tolerance
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_the_operator_refuses_a_label_outside_the_classes(device):
     assert device in build.fused_backends()
@@ -111,6 +163,18 @@ def test_build_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path):
     changed = build_in_a_new_process()
     assert changed != first and os.path.isfile(changed) and os.path.isfile(first)
     assert changed.startswith(str(tmp_path / "cache"))
+
+
+def test_every_source_is_hashed_into_the_build_key_and_ships_with_the_package():
+    import configparser
+    import fnmatch
+
+    hashed = set(build.HEADERS + build.CPU_SOURCES + build.CUDA_SOURCES)
+    assert set(os.listdir(build.CSRC)) - {"__pycache__"} == hashed  # an unhashed header would leave stale builds
+    config = configparser.ConfigParser()
+    config.read(os.path.join(os.path.dirname(build.__file__), os.pardir, "setup.cfg"))
+    patterns = [p.strip() for p in config["options.package_data"]["dali_mixup"].split(",")]
+    assert all(any(fnmatch.fnmatch(f"csrc/{name}", p) for p in patterns) for name in hashed)
 
 
 def test_no_compiler_falls_back_with_one_clear_line(monkeypatch, caplog, tmp_path):

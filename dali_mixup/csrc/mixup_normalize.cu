@@ -1,49 +1,22 @@
 #include <algorithm>
 
-#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include "dali/kernels/dynamic_scratchpad.h"
+#include "blend_kernel.h"
 #include "mixup_normalize.h"
 
 namespace dali_mixup {
 
 namespace {
 
-struct SampleDesc {
-  const uint8_t *self;
-  const uint8_t *partner;
-  void *out;
-  float *targets;
-  int label_self;
-  int label_partner;
-  Blend blend;
-  float lam;
-  int flip_self;
-  int flip_partner;
-};
-
-__device__ inline void Store(float *out, int64_t index, float value) { out[index] = value; }
-__device__ inline void Store(__half *out, int64_t index, float value) { out[index] = __float2half(value); }
-
-// One thread per pixel: reads 3 bytes of the sample and 3 of its partner (adjacent threads read
-// adjacent pixels, so a warp's loads coalesce), writes 3 outputs once.
-template <typename Out, bool kCHW>
-__global__ void BlendKernel(const SampleDesc *samples, int64_t height, int64_t width) {
+// A grid-stride loop over the groups of 4 pixels of sample blockIdx.y (see blend_kernel.h).
+template <typename Out, bool kCHW, bool kWide>
+__global__ void BlendKernel(const SampleDesc *samples, int height, int width) {
   const SampleDesc s = samples[blockIdx.y];
-  const int64_t plane = height * width;
-  Out *out = static_cast<Out *>(s.out);
-  for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < plane; p += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t y = p / width, x = p - y * width;
-    const int64_t xi = s.flip_self ? width - 1 - x : x;
-    const int64_t xj = s.flip_partner ? width - 1 - x : x;
-    const uint8_t *pi = s.self + (y * width + xi) * 3;
-    const uint8_t *pj = s.partner + (y * width + xj) * 3;
-#pragma unroll
-    for (int c = 0; c < 3; c++) {
-      float value = s.blend.a[c] * pi[c] + s.blend.b[c] * pj[c] + s.blend.offset[c];
-      Store(out, kCHW ? c * plane + p : p * 3 + c, value);
-    }
+  const int groups = GroupsPerSample(height, width);
+  for (int g = blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += gridDim.x * blockDim.x) {
+    BlendGroup<Out, kCHW, kWide>(s, height, width, g);
   }
 }
 
@@ -69,9 +42,9 @@ void MixupNormalize<::dali::GPUBackend>::RunImpl(::dali::Workspace &ws) {
   auto &targets = ws.Output<::dali::GPUBackend>(1);
   out.SetLayout(chw_ ? "CHW" : "HWC");
   const int n = images.num_samples();
-  const int64_t plane = height_ * width_;
   if (n == 0) return;
   DALI_ENFORCE(n <= 65535, "MixupNormalize on the GPU takes batches of up to 65535 samples");
+  DALI_ENFORCE(height_ * width_ * 3 <= INT32_MAX, "MixupNormalize on the GPU takes images of up to 2^31 values");
   std::vector<SampleDesc> host(n);
   for (int i = 0; i < n; i++) {
     const int j = partner_[i];
@@ -83,15 +56,15 @@ void MixupNormalize<::dali::GPUBackend>::RunImpl(::dali::Workspace &ws) {
   // Stream-ordered scratch memory from DALI's pool, released when the kernels are done with it.
   ::dali::kernels::DynamicScratchpad scratch(stream);
   const SampleDesc *samples = scratch.ToGPU(stream, host);
+  const int height = static_cast<int>(height_), width = static_cast<int>(width_);
+  const bool fp16 = dtype_ == DALI_FLOAT16;
+  const bool wide = CanBlendWide(host.data(), n, width, fp16 ? sizeof(__half) : sizeof(float));
   const int threads = 256;
-  dim3 grid(static_cast<unsigned>(std::clamp<int64_t>((plane + threads - 1) / threads, 1, 1024)), n);
-  if (dtype_ == DALI_FLOAT16) {
-    if (chw_) BlendKernel<__half, true><<<grid, threads, 0, stream>>>(samples, height_, width_);
-    else BlendKernel<__half, false><<<grid, threads, 0, stream>>>(samples, height_, width_);
-  } else {
-    if (chw_) BlendKernel<float, true><<<grid, threads, 0, stream>>>(samples, height_, width_);
-    else BlendKernel<float, false><<<grid, threads, 0, stream>>>(samples, height_, width_);
-  }
+  dim3 grid(std::clamp((GroupsPerSample(height, width) + threads - 1) / threads, 1, 1024), n);
+  VisitBlend(fp16, chw_, wide, [&](auto out_type, auto kchw, auto kwide) {
+    using Out = typename decltype(out_type)::type;
+    BlendKernel<Out, decltype(kchw)::value, decltype(kwide)::value><<<grid, threads, 0, stream>>>(samples, height, width);
+  });
   const float off = label_smoothing_ / num_classes_;
   TargetsKernel<<<n, 128, 0, stream>>>(samples, num_classes_, 1.0f - label_smoothing_ + off, off);
   CUDA_CALL(cudaGetLastError());

@@ -12,24 +12,9 @@
 
 #include "dali/pipeline/operator/common.h"
 #include "dali/pipeline/operator/operator.h"
+#include "blend.h"
 
 namespace dali_mixup {
-
-// Per-channel affine form of the blend: out = a[c] * x_i + b[c] * x_j + offset[c].
-struct Blend {
-  float a[3], b[3], offset[3];
-};
-
-inline Blend MakeBlend(float lam, const std::vector<float> &mean, const std::vector<float> &std) {
-  Blend blend;
-  for (int c = 0; c < 3; c++) {
-    float inv_std = 1.0f / std[c];
-    blend.a[c] = lam * inv_std;
-    blend.b[c] = (1.0f - lam) * inv_std;
-    blend.offset[c] = -mean[c] * inv_std;
-  }
-  return blend;
-}
 
 template <typename Backend>
 class MixupNormalize : public ::dali::Operator<Backend> {

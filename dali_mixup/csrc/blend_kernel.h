@@ -1,0 +1,186 @@
+// The per-thread work of MixupNormalize's CUDA kernel, written once for the device and the host.
+//
+// Each thread blends a group of 4 neighbouring pixels of one output row. On the wide path it reads
+// them as three 4-byte words from the sample and three from its partner (adjacent threads read
+// adjacent words, so a warp's loads coalesce) and writes each channel's 4 values, or 12
+// interleaved values, as 16-byte (float) or 8-byte (half) vectors. The scalar path, for widths
+// that are not a multiple of 4 or unaligned buffers, moves single bytes and values.
+//
+// The kernel calls BlendGroup for its thread's groups; the tests call it for every group on the
+// host (tests/csrc/blend_on_host.cc), so the kernel's indexing, flips and vector accesses are
+// checked against the reference on machines without a GPU.
+#ifndef DALI_MIXUP_BLEND_KERNEL_H_
+#define DALI_MIXUP_BLEND_KERNEL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include <cuda_fp16.h>
+#include <vector_functions.h>
+#include <vector_types.h>
+
+#include "dali/core/host_dev.h"
+#include "blend.h"
+
+namespace dali_mixup {
+
+constexpr int kGroup = 4;  // pixels per thread: 12 bytes, three aligned words
+
+struct SampleDesc {
+  const uint8_t *self;
+  const uint8_t *partner;
+  void *out;
+  float *targets;
+  int label_self;
+  int label_partner;
+  Blend blend;
+  float lam;
+  int flip_self;
+  int flip_partner;
+};
+
+// The wide path needs whole groups and buffers aligned for its words and vectors. With
+// width % 4 == 0 every row starts on a multiple of 12 bytes, and every group's output on a
+// multiple of 4 values, so aligned sample pointers are enough.
+inline bool CanBlendWide(const SampleDesc *samples, int n, int width, size_t out_size) {
+  auto aligned = [](const void *p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
+  if (width % kGroup != 0) return false;
+  for (int i = 0; i < n; i++) {
+    if (!aligned(samples[i].self, 4) || !aligned(samples[i].partner, 4) || !aligned(samples[i].out, kGroup * out_size))
+      return false;
+  }
+  return true;
+}
+
+// A read-only 4-byte load; on the device through the read-only data cache.
+DALI_HOST_DEV inline uint32_t LoadWord(const uint8_t *p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(reinterpret_cast<const unsigned int *>(p));
+#else
+  return *reinterpret_cast<const uint32_t *>(p);
+#endif
+}
+
+// Bytes of 4 pixels held in three little-endian words, into px in output order: reversed when
+// mirrored. Every index is a compile-time constant, so words and bytes stay in registers.
+template <bool kFlip>
+DALI_HOST_DEV inline void Unpack(const uint32_t (&w)[3], uint8_t (&px)[3 * kGroup]) {
+#pragma unroll
+  for (int k = 0; k < kGroup; k++) {
+#pragma unroll
+    for (int c = 0; c < 3; c++) {
+      const int byte = (kFlip ? kGroup - 1 - k : k) * 3 + c;
+      px[3 * k + c] = static_cast<uint8_t>(w[byte / 4] >> (8 * (byte % 4)));
+    }
+  }
+}
+
+// The `count` pixels from x0 of output row y of one image, flipped or not, into px (HWC order).
+template <bool kWide>
+DALI_HOST_DEV inline void LoadGroup(const uint8_t *image, bool flip, int width, int y, int x0, int count,
+                                    uint8_t (&px)[3 * kGroup]) {
+  if (kWide) {
+    // Mirrored, output pixels x0..x0+3 are source pixels width-1-x0 down to width-4-x0: the whole
+    // group that starts at width-4-x0, which is aligned too, read backwards.
+    const int xs = flip ? width - kGroup - x0 : x0;
+    const uint8_t *group = image + (y * width + xs) * 3;
+    const uint32_t w[3] = {LoadWord(group), LoadWord(group + 4), LoadWord(group + 8)};
+    if (flip) Unpack<true>(w, px);
+    else Unpack<false>(w, px);
+    return;
+  }
+#pragma unroll
+  for (int k = 0; k < kGroup; k++) {
+    if (k < count) {
+      const uint8_t *pixel = image + (y * width + (flip ? width - 1 - x0 - k : x0 + k)) * 3;
+#pragma unroll
+      for (int c = 0; c < 3; c++) px[3 * k + c] = pixel[c];
+    }
+  }
+}
+
+DALI_HOST_DEV inline void Store(float *out, float v) { *out = v; }
+DALI_HOST_DEV inline void Store(__half *out, float v) { *out = __float2half_rn(v); }
+
+DALI_HOST_DEV inline void Store4(float *out, float v0, float v1, float v2, float v3) {
+  *reinterpret_cast<float4 *>(out) = make_float4(v0, v1, v2, v3);
+}
+
+DALI_HOST_DEV inline void Store4(__half *out, float v0, float v1, float v2, float v3) {
+  const __half2 halves[2] = {__floats2half2_rn(v0, v1), __floats2half2_rn(v2, v3)};
+  uint2 bits;  // one 8-byte store; a struct of two __half2 would be stored as two 4-byte halves
+  memcpy(&bits, halves, sizeof(bits));
+  *reinterpret_cast<uint2 *>(out) = bits;
+}
+
+// Group `group` of sample s, counted row by row: out = a * x_i + b * x_j + offset per channel.
+template <typename Out, bool kCHW, bool kWide>
+DALI_HOST_DEV inline void BlendGroup(const SampleDesc &s, int height, int width, int group) {
+  const int groups_per_row = (width + kGroup - 1) / kGroup;
+  const int y = group / groups_per_row;
+  const int x0 = (group - y * groups_per_row) * kGroup;
+  const int count = (kWide || width - x0 >= kGroup) ? kGroup : width - x0;
+  uint8_t xi[3 * kGroup] = {}, xj[3 * kGroup] = {};
+  LoadGroup<kWide>(s.self, s.flip_self, width, y, x0, count, xi);
+  LoadGroup<kWide>(s.partner, s.flip_partner, width, y, x0, count, xj);
+  float v[3 * kGroup];  // HWC order: pixel k, channel c at 3 * k + c
+#pragma unroll
+  for (int e = 0; e < 3 * kGroup; e++) {
+    const int c = e % 3;
+    v[e] = s.blend.a[c] * xi[e] + s.blend.b[c] * xj[e] + s.blend.offset[c];
+  }
+  Out *out = static_cast<Out *>(s.out);
+  const int plane = height * width, p0 = y * width + x0;
+  if (kCHW) {
+#pragma unroll
+    for (int c = 0; c < 3; c++) {
+      Out *dst = out + c * plane + p0;
+      if (kWide) {
+        Store4(dst, v[c], v[3 + c], v[6 + c], v[9 + c]);
+      } else {
+#pragma unroll
+        for (int k = 0; k < kGroup; k++)
+          if (k < count) Store(dst + k, v[3 * k + c]);
+      }
+    }
+  } else {
+    Out *dst = out + p0 * 3;
+    if (kWide) {
+#pragma unroll
+      for (int q = 0; q < 3; q++) Store4(dst + 4 * q, v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 3 * kGroup; e++)
+        if (e < 3 * count) Store(dst + e, v[e]);
+    }
+  }
+}
+
+DALI_HOST_DEV inline int GroupsPerSample(int height, int width) { return height * ((width + kGroup - 1) / kGroup); }
+
+template <typename T>
+struct Type {
+  using type = T;
+};
+
+// Calls f(Type<Out>, kCHW, kWide) with Out = float or __half and the flags as std::bool_constant,
+// so that each combination gets its own instantiation of BlendGroup.
+template <typename F>
+void VisitBlend(bool fp16, bool chw, bool wide, F &&f) {
+  auto with_out = [&](auto out) {
+    auto with_chw = [&](auto kchw) {
+      if (wide) f(out, kchw, std::true_type{});
+      else f(out, kchw, std::false_type{});
+    };
+    if (chw) with_chw(std::true_type{});
+    else with_chw(std::false_type{});
+  };
+  if (fp16) with_out(Type<__half>{});
+  else with_out(Type<float>{});
+}
+
+}  // namespace dali_mixup
+
+#endif  // DALI_MIXUP_BLEND_KERNEL_H_
