@@ -27,6 +27,9 @@ CPU_SOURCES = ("mixup_normalize.cc",)
 CUDA_SOURCES = ("mixup_normalize.cu",)
 HEADERS = ("mixup_normalize.h", "blend.h", "blend_kernel.h")
 
+# Where a CUDA toolkit is looked for after $CUDA_HOME and $PATH.
+TOOLKIT_HOME = "/usr/local/cuda"
+
 log = logging.getLogger("dali_mixup")
 # A build takes well under a minute; a lock file older than this belongs to a killed build.
 _STALE_LOCK_SECONDS = 600
@@ -39,7 +42,7 @@ def cache_root():
 def _nvcc():
     cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     candidates = [os.path.join(cuda_home, "bin", "nvcc")] if cuda_home else []
-    candidates += [shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"]
+    candidates += [shutil.which("nvcc"), os.path.join(TOOLKIT_HOME, "bin", "nvcc")]
     return next((path for path in candidates if path and os.path.isfile(path)), None)
 
 
@@ -59,7 +62,7 @@ def _cuda_include(nvcc):
     along in pip packages (``nvidia/*/include``, Triton's copy)."""
     import importlib.util
 
-    candidates = [os.path.join(home, "include") for home in (os.environ.get("CUDA_HOME"), "/usr/local/cuda") if home]
+    candidates = [os.path.join(home, "include") for home in (os.environ.get("CUDA_HOME"), TOOLKIT_HOME) if home]
     if nvcc is not None:
         candidates.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))), "include"))
     for package in ("nvidia", "triton"):
@@ -110,7 +113,7 @@ def build(cpu_only=False, verbose=False):
     include = _cuda_include(toolkit_nvcc)
     if include is None:
         raise RuntimeError(f"no CUDA headers ({', '.join(_CUDA_HEADERS)}) from a CUDA toolkit or a pip "
-                           "package; DALI's headers include them")
+                           "package; DALI's headers include them (pip install 'dali-mixup[cuda-headers]')")
     os.makedirs(directory, exist_ok=True)
     lock = os.path.join(directory, "lock")
     if os.path.isfile(lock) and time.time() - os.path.getmtime(lock) > _STALE_LOCK_SECONDS:

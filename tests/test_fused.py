@@ -3,6 +3,7 @@
 import ctypes
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -142,17 +143,25 @@ def test_the_operator_refuses_a_label_outside_the_classes(device):
         run(device, 4, num_classes=2)  # the labels are 0, 1, 2, 3
 
 
+def _build_in_a_new_process(cache, setup, env=None):
+    """The library ``build.build(cpu_only=True)`` returns, run after ``setup`` in a fresh interpreter.
+
+    A process can load one MixupNormalize plugin (DALI refuses to register an operator twice), and
+    a fresh one sees only what ``setup`` and ``env`` change.
+    """
+    script = f"from dali_mixup import build; {setup}; print(build.build(cpu_only=True)[0])"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**(os.environ if env is None else env), "DALI_MIXUP_CACHE": str(cache)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
 def test_build_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path):
     sources = tmp_path / "csrc"
     shutil.copytree(build.CSRC, sources)
 
     def build_in_a_new_process():
-        # A process can load one MixupNormalize plugin: DALI refuses to register an operator twice.
-        script = f"from dali_mixup import build; build.CSRC = {str(sources)!r}; print(build.build(cpu_only=True)[0])"
-        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                                env={**os.environ, "DALI_MIXUP_CACHE": str(tmp_path / "cache")})
-        assert result.returncode == 0, result.stderr[-2000:]
-        return result.stdout.strip().splitlines()[-1]
+        return _build_in_a_new_process(tmp_path / "cache", f"build.CSRC = {str(sources)!r}")
 
     first = build_in_a_new_process()
     built_at = os.path.getmtime(first)
@@ -163,6 +172,20 @@ def test_build_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path):
     changed = build_in_a_new_process()
     assert changed != first and os.path.isfile(changed) and os.path.isfile(first)
     assert changed.startswith(str(tmp_path / "cache"))
+
+
+def test_without_a_toolkit_the_cpu_backend_builds_with_the_pip_cuda_headers(tmp_path):
+    # No nvcc on PATH, no $CUDA_HOME, no toolkit where one is looked for: what is left are the
+    # headers that come with torch's CUDA build in pip packages.
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_HOME", "CUDA_PATH")}
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), "/usr/bin", "/bin"])
+    assert shutil.which("nvcc", path=env["PATH"]) is None
+    library = _build_in_a_new_process(tmp_path / "cache", f"build.TOOLKIT_HOME = {str(tmp_path / 'none')!r}", env)
+    assert os.path.isfile(library)
+    commands = open(os.path.join(os.path.dirname(library), "build.ninja")).read()
+    includes = re.findall(r"-I(\S+)", commands)
+    cuda = [path for path in includes if os.path.isfile(os.path.join(path, "cuda_runtime_api.h"))]
+    assert cuda and all("site-packages" in path for path in cuda), includes
 
 
 def test_every_source_is_hashed_into_the_build_key_and_ships_with_the_package():
