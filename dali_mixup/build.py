@@ -27,7 +27,7 @@ CPU_SOURCES = ("mixup_normalize.cc",)
 CUDA_SOURCES = ("mixup_normalize.cu",)
 HEADERS = ("mixup_normalize.h", "blend.h", "blend_kernel.h")
 
-# Where a CUDA toolkit is looked for after $CUDA_HOME and $PATH.
+# Where a CUDA toolkit is looked for after $CUDA_HOME, $CUDA_PATH and $PATH.
 TOOLKIT_HOME = "/usr/local/cuda"
 
 log = logging.getLogger("dali_mixup")
@@ -39,10 +39,16 @@ def cache_root():
     return os.environ.get("DALI_MIXUP_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "dali_mixup"))
 
 
+def _toolkit_homes():
+    """$CUDA_HOME and $CUDA_PATH where set, then TOOLKIT_HOME."""
+    return [os.environ[name] for name in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(name)] + [TOOLKIT_HOME]
+
+
 def _nvcc():
-    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    candidates = [os.path.join(cuda_home, "bin", "nvcc")] if cuda_home else []
-    candidates += [shutil.which("nvcc"), os.path.join(TOOLKIT_HOME, "bin", "nvcc")]
+    """nvcc from $CUDA_HOME or $CUDA_PATH, else on $PATH, else in TOOLKIT_HOME (torch's order)."""
+    *set_homes, default_home = _toolkit_homes()
+    candidates = [os.path.join(home, "bin", "nvcc") for home in set_homes]
+    candidates += [shutil.which("nvcc"), os.path.join(default_home, "bin", "nvcc")]
     return next((path for path in candidates if path and os.path.isfile(path)), None)
 
 
@@ -62,7 +68,7 @@ def _cuda_include(nvcc):
     along in pip packages (``nvidia/*/include``, Triton's copy)."""
     import importlib.util
 
-    candidates = [os.path.join(home, "include") for home in (os.environ.get("CUDA_HOME"), TOOLKIT_HOME) if home]
+    candidates = [os.path.join(home, "include") for home in _toolkit_homes()]
     if nvcc is not None:
         candidates.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))), "include"))
     for package in ("nvidia", "triton"):

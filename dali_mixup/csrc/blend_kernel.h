@@ -1,21 +1,22 @@
 // The per-thread work of MixupNormalize's CUDA kernel, written once for the device and the host.
 //
-// Each thread blends a group of 4 neighbouring pixels of one output row. On the wide path it reads
-// them as three 4-byte words from the sample and three from its partner (adjacent threads read
-// adjacent words, so a warp's loads coalesce) and writes each channel's 4 values, or 12
-// interleaved values, as 16-byte (float) or 8-byte (half) vectors. The scalar path, for widths
-// that are not a multiple of 4 or unaligned buffers, moves single bytes and values.
+// Each thread blends groups of 4 neighbouring pixels of one output row. On the wide path it reads
+// a group as three 4-byte words from the sample and three from its partner, through the read-only
+// cache (a warp's three loads together cover one contiguous span of 32 x 12 bytes), and writes
+// each channel's 4 values, or the 12 interleaved values, as 16-byte (float) or 8-byte (half)
+// vectors. The byte-wise path, for widths that are not a multiple of 4 or unaligned buffers, moves
+// single bytes and values.
 //
-// The kernel calls BlendGroup for its thread's groups; the tests call it for every group on the
-// host (tests/csrc/blend_on_host.cc), so the kernel's indexing, flips and vector accesses are
-// checked against the reference on machines without a GPU.
+// The kernel runs BlendThread for each of its threads; the tests run it on the host for every
+// thread of a grid (tests/csrc/blend_on_host.cc) and compare with the reference. That checks the
+// grid-stride loop, the group indexing, the flips and the choice and use of the wide path on
+// machines without a GPU; the launch itself (one sample per blockIdx.y) runs only on a GPU.
 #ifndef DALI_MIXUP_BLEND_KERNEL_H_
 #define DALI_MIXUP_BLEND_KERNEL_H_
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 #include <cuda_fp16.h>
 #include <vector_functions.h>
@@ -26,7 +27,7 @@
 
 namespace dali_mixup {
 
-constexpr int kGroup = 4;  // pixels per thread: 12 bytes, three aligned words
+constexpr int kGroup = 4;  // pixels per group: 12 bytes, three aligned words
 
 struct SampleDesc {
   const uint8_t *self;
@@ -54,13 +55,43 @@ inline bool CanBlendWide(const SampleDesc *samples, int n, int width, size_t out
   return true;
 }
 
-// A read-only 4-byte load; on the device through the read-only data cache.
+DALI_HOST_DEV inline int GroupsPerSample(int height, int width) {
+  return height * ((width + kGroup - 1) / kGroup);
+}
+
+// A 4-byte load from an aligned address; on the device through the read-only data cache.
 DALI_HOST_DEV inline uint32_t LoadWord(const uint8_t *p) {
 #ifdef __CUDA_ARCH__
   return __ldg(reinterpret_cast<const unsigned int *>(p));
 #else
-  return *reinterpret_cast<const uint32_t *>(p);
+  uint32_t word;
+  memcpy(&word, p, sizeof(word));
+  return word;
 #endif
+}
+
+// One store of a whole vector to an address aligned for it.
+template <typename Vector>
+DALI_HOST_DEV inline void StoreVector(void *out, const Vector &v) {
+#ifdef __CUDA_ARCH__
+  *static_cast<Vector *>(out) = v;
+#else
+  memcpy(out, &v, sizeof(v));
+#endif
+}
+
+DALI_HOST_DEV inline void Store(float *out, float v) { *out = v; }
+DALI_HOST_DEV inline void Store(__half *out, float v) { *out = __float2half_rn(v); }
+
+DALI_HOST_DEV inline void Store4(float *out, float v0, float v1, float v2, float v3) {
+  StoreVector(out, make_float4(v0, v1, v2, v3));
+}
+
+DALI_HOST_DEV inline void Store4(__half *out, float v0, float v1, float v2, float v3) {
+  const __half2 halves[2] = {__floats2half2_rn(v0, v1), __floats2half2_rn(v2, v3)};
+  uint2 bits;  // one 8-byte store; a struct of two __half2 would be stored as two 4-byte halves
+  memcpy(&bits, halves, sizeof(bits));
+  StoreVector(out, bits);
 }
 
 // Bytes of 4 pixels held in three little-endian words, into px in output order: reversed when
@@ -81,7 +112,7 @@ DALI_HOST_DEV inline void Unpack(const uint32_t (&w)[3], uint8_t (&px)[3 * kGrou
 template <bool kWide>
 DALI_HOST_DEV inline void LoadGroup(const uint8_t *image, bool flip, int width, int y, int x0, int count,
                                     uint8_t (&px)[3 * kGroup]) {
-  if (kWide) {
+  if constexpr (kWide) {
     // Mirrored, output pixels x0..x0+3 are source pixels width-1-x0 down to width-4-x0: the whole
     // group that starts at width-4-x0, which is aligned too, read backwards.
     const int xs = flip ? width - kGroup - x0 : x0;
@@ -89,30 +120,16 @@ DALI_HOST_DEV inline void LoadGroup(const uint8_t *image, bool flip, int width, 
     const uint32_t w[3] = {LoadWord(group), LoadWord(group + 4), LoadWord(group + 8)};
     if (flip) Unpack<true>(w, px);
     else Unpack<false>(w, px);
-    return;
-  }
+  } else {
 #pragma unroll
-  for (int k = 0; k < kGroup; k++) {
-    if (k < count) {
-      const uint8_t *pixel = image + (y * width + (flip ? width - 1 - x0 - k : x0 + k)) * 3;
+    for (int k = 0; k < kGroup; k++) {
+      if (k < count) {
+        const uint8_t *pixel = image + (y * width + (flip ? width - 1 - x0 - k : x0 + k)) * 3;
 #pragma unroll
-      for (int c = 0; c < 3; c++) px[3 * k + c] = pixel[c];
+        for (int c = 0; c < 3; c++) px[3 * k + c] = pixel[c];
+      }
     }
   }
-}
-
-DALI_HOST_DEV inline void Store(float *out, float v) { *out = v; }
-DALI_HOST_DEV inline void Store(__half *out, float v) { *out = __float2half_rn(v); }
-
-DALI_HOST_DEV inline void Store4(float *out, float v0, float v1, float v2, float v3) {
-  *reinterpret_cast<float4 *>(out) = make_float4(v0, v1, v2, v3);
-}
-
-DALI_HOST_DEV inline void Store4(__half *out, float v0, float v1, float v2, float v3) {
-  const __half2 halves[2] = {__floats2half2_rn(v0, v1), __floats2half2_rn(v2, v3)};
-  uint2 bits;  // one 8-byte store; a struct of two __half2 would be stored as two 4-byte halves
-  memcpy(&bits, halves, sizeof(bits));
-  *reinterpret_cast<uint2 *>(out) = bits;
 }
 
 // Group `group` of sample s, counted row by row: out = a * x_i + b * x_j + offset per channel.
@@ -133,11 +150,11 @@ DALI_HOST_DEV inline void BlendGroup(const SampleDesc &s, int height, int width,
   }
   Out *out = static_cast<Out *>(s.out);
   const int plane = height * width, p0 = y * width + x0;
-  if (kCHW) {
+  if constexpr (kCHW) {
 #pragma unroll
     for (int c = 0; c < 3; c++) {
       Out *dst = out + c * plane + p0;
-      if (kWide) {
+      if constexpr (kWide) {
         Store4(dst, v[c], v[3 + c], v[6 + c], v[9 + c]);
       } else {
 #pragma unroll
@@ -147,7 +164,7 @@ DALI_HOST_DEV inline void BlendGroup(const SampleDesc &s, int height, int width,
     }
   } else {
     Out *dst = out + p0 * 3;
-    if (kWide) {
+    if constexpr (kWide) {
 #pragma unroll
       for (int q = 0; q < 3; q++) Store4(dst + 4 * q, v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
     } else {
@@ -158,27 +175,11 @@ DALI_HOST_DEV inline void BlendGroup(const SampleDesc &s, int height, int width,
   }
 }
 
-DALI_HOST_DEV inline int GroupsPerSample(int height, int width) { return height * ((width + kGroup - 1) / kGroup); }
-
-template <typename T>
-struct Type {
-  using type = T;
-};
-
-// Calls f(Type<Out>, kCHW, kWide) with Out = float or __half and the flags as std::bool_constant,
-// so that each combination gets its own instantiation of BlendGroup.
-template <typename F>
-void VisitBlend(bool fp16, bool chw, bool wide, F &&f) {
-  auto with_out = [&](auto out) {
-    auto with_chw = [&](auto kchw) {
-      if (wide) f(out, kchw, std::true_type{});
-      else f(out, kchw, std::false_type{});
-    };
-    if (chw) with_chw(std::true_type{});
-    else with_chw(std::false_type{});
-  };
-  if (fp16) with_out(Type<__half>{});
-  else with_out(Type<float>{});
+// Thread `thread` of the `threads` given to sample s: a grid-stride loop over its groups.
+template <typename Out, bool kCHW, bool kWide>
+DALI_HOST_DEV inline void BlendThread(const SampleDesc &s, int height, int width, int thread, int threads) {
+  const int groups = GroupsPerSample(height, width);
+  for (int group = thread; group < groups; group += threads) BlendGroup<Out, kCHW, kWide>(s, height, width, group);
 }
 
 }  // namespace dali_mixup

@@ -1,7 +1,9 @@
 #include <algorithm>
+#include <type_traits>
 
 #include <cuda_runtime_api.h>
 
+#include "dali/core/static_switch.h"
 #include "dali/kernels/dynamic_scratchpad.h"
 #include "blend_kernel.h"
 #include "mixup_normalize.h"
@@ -10,14 +12,11 @@ namespace dali_mixup {
 
 namespace {
 
-// A grid-stride loop over the groups of 4 pixels of sample blockIdx.y (see blend_kernel.h).
+// One sample per blockIdx.y, its groups of 4 pixels spread over the x blocks (blend_kernel.h).
 template <typename Out, bool kCHW, bool kWide>
 __global__ void BlendKernel(const SampleDesc *samples, int height, int width) {
-  const SampleDesc s = samples[blockIdx.y];
-  const int groups = GroupsPerSample(height, width);
-  for (int g = blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += gridDim.x * blockDim.x) {
-    BlendGroup<Out, kCHW, kWide>(s, height, width, g);
-  }
+  const SampleDesc s = samples[blockIdx.y];  // in registers: the stores cannot alias it
+  BlendThread<Out, kCHW, kWide>(s, height, width, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
 }
 
 __global__ void TargetsKernel(const SampleDesc *samples, int num_classes, float on, float off) {
@@ -44,7 +43,7 @@ void MixupNormalize<::dali::GPUBackend>::RunImpl(::dali::Workspace &ws) {
   const int n = images.num_samples();
   if (n == 0) return;
   DALI_ENFORCE(n <= 65535, "MixupNormalize on the GPU takes batches of up to 65535 samples");
-  DALI_ENFORCE(height_ * width_ * 3 <= INT32_MAX, "MixupNormalize on the GPU takes images of up to 2^31 values");
+  DALI_ENFORCE(height_ * width_ * 3 <= INT32_MAX, "MixupNormalize on the GPU takes images of fewer than 2^31 values");
   std::vector<SampleDesc> host(n);
   for (int i = 0; i < n; i++) {
     const int j = partner_[i];
@@ -61,10 +60,14 @@ void MixupNormalize<::dali::GPUBackend>::RunImpl(::dali::Workspace &ws) {
   const bool wide = CanBlendWide(host.data(), n, width, fp16 ? sizeof(__half) : sizeof(float));
   const int threads = 256;
   dim3 grid(std::clamp((GroupsPerSample(height, width) + threads - 1) / threads, 1, 1024), n);
-  VisitBlend(fp16, chw_, wide, [&](auto out_type, auto kchw, auto kwide) {
-    using Out = typename decltype(out_type)::type;
-    BlendKernel<Out, decltype(kchw)::value, decltype(kwide)::value><<<grid, threads, 0, stream>>>(samples, height, width);
-  });
+  BOOL_SWITCH(fp16, kHalf, (
+    BOOL_SWITCH(chw_, kCHW, (
+      BOOL_SWITCH(wide, kWide, (
+        using Out = std::conditional_t<kHalf, __half, float>;
+        BlendKernel<Out, kCHW, kWide><<<grid, threads, 0, stream>>>(samples, height, width);
+      ));  // NOLINT
+    ));  // NOLINT
+  ));  // NOLINT
   const float off = label_smoothing_ / num_classes_;
   TargetsKernel<<<n, 128, 0, stream>>>(samples, num_classes_, 1.0f - label_smoothing_ + off, off);
   CUDA_CALL(cudaGetLastError());
