@@ -91,15 +91,15 @@ def test_gpu_fp16_matches_the_reference(layout, size):
 @pytest.fixture(scope="module")
 def blend_on_host(tmp_path_factory):
     """The CUDA kernel's per-thread code compiled for the host (tests/csrc/blend_on_host.cc)."""
-    import nvidia.dali.sysconfig as sysconfig
+    import nvidia.dali.sysconfig as dali_sysconfig
 
     cuda_include = build._cuda_include(build._nvcc())
     assert cuda_include is not None, "no CUDA headers: the fused operator could not build here either"
     library = tmp_path_factory.mktemp("kernel") / "blend_on_host.so"
     source = os.path.join(os.path.dirname(__file__), "csrc", "blend_on_host.cc")
+    includes = [f"-I{build.CSRC}", f"-I{dali_sysconfig.get_include_dir()}", f"-I{cuda_include}"]
     subprocess.run([os.environ.get("CXX", "c++"), "-std=c++17", "-O2", "-Wall", "-Wno-unknown-pragmas", "-Werror",
-                    "-shared", "-fPIC", f"-I{build.CSRC}", f"-I{sysconfig.get_include_dir()}", f"-I{cuda_include}",
-                    source, "-o", str(library)], check=True)
+                    "-shared", "-fPIC", *includes, source, "-o", str(library)], check=True)
     function = ctypes.CDLL(str(library)).blend_on_host
     function.restype = ctypes.c_int
     return function
