@@ -65,7 +65,8 @@ _CUDA_HEADERS = ("cuda_runtime_api.h", os.path.join("crt", "host_config.h"), os.
 
 def _cuda_include(nvcc):
     """The CUDA headers DALI's headers include: the toolkit's, else those that torch's CUDA build brings
-    along in pip packages (``nvidia/*/include``, Triton's copy)."""
+    along in pip packages (``nvidia/*/include``, which the ``cuda-headers`` extra completes for
+    CUDA 13; Triton's copy)."""
     import importlib.util
 
     candidates = [os.path.join(home, "include") for home in _toolkit_homes()]
