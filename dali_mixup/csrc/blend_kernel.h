@@ -55,9 +55,9 @@ inline bool CanBlendWide(const SampleDesc *samples, int n, int width, size_t out
   return true;
 }
 
-DALI_HOST_DEV inline int GroupsPerSample(int height, int width) {
-  return height * ((width + kGroup - 1) / kGroup);
-}
+DALI_HOST_DEV inline int GroupsPerRow(int width) { return (width + kGroup - 1) / kGroup; }
+
+DALI_HOST_DEV inline int GroupsPerSample(int height, int width) { return height * GroupsPerRow(width); }
 
 // A 4-byte load from an aligned address; on the device through the read-only data cache.
 DALI_HOST_DEV inline uint32_t LoadWord(const uint8_t *p) {
@@ -135,7 +135,7 @@ DALI_HOST_DEV inline void LoadGroup(const uint8_t *image, bool flip, int width, 
 // Group `group` of sample s, counted row by row: out = a * x_i + b * x_j + offset per channel.
 template <typename Out, bool kCHW, bool kWide>
 DALI_HOST_DEV inline void BlendGroup(const SampleDesc &s, int height, int width, int group) {
-  const int groups_per_row = (width + kGroup - 1) / kGroup;
+  const int groups_per_row = GroupsPerRow(width);
   const int y = group / groups_per_row;
   const int x0 = (group - y * groups_per_row) * kGroup;
   const int count = (kWide || width - x0 >= kGroup) ? kGroup : width - x0;
