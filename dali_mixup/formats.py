@@ -32,7 +32,7 @@ def is_image_file(name):
     return name.lower().endswith(IMG_EXTENSIONS)
 
 
-def _raise_problems(kind, problems, error=ValueError):
+def raise_problems(kind, problems, error=ValueError):
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -40,15 +40,21 @@ def _raise_problems(kind, problems, error=ValueError):
 
 
 def scan_image_folder(root):
-    """Scan an ImageFolder tree ``root/class_x/*.JPEG``, the ImageNet layout.
+    """Scan an ImageFolder tree ``root/class_x/**/*.JPEG`` exactly as torchvision's ``ImageFolder`` does.
+
+    Classes are the sorted names of the folders in ``root`` (symlinks to folders included). Each
+    class takes every file under its folder, recursively and following symlinks, whose name ends
+    with one of ``IMG_EXTENSIONS`` in any case; folders are walked in sorted order of their paths
+    and files in sorted order within a folder, so the files, their order and their labels are
+    torchvision's (``torchvision.datasets.folder.make_dataset``). Anything else is skipped, as
+    there: a folder named ``x.jpg`` is a folder, a ``notes.txt`` is not an image.
 
     Args:
-        root: the folder that holds one sub-folder per class. Classes are the sorted folder
-            names, as torchvision's ImageFolder sorts them.
+        root: the folder that holds one sub-folder per class.
 
     Returns:
-        ``(files, labels, classes, problems)``: paths sorted within each class, class ids,
-        class names, and one line for each class folder that holds no image.
+        ``(files, labels, classes, problems)``: paths, class ids, class names, and one line for
+        each class folder that holds no image.
 
     Raises:
         FileNotFoundError: if ``root`` is not a folder or has no class folder.
@@ -61,13 +67,15 @@ def scan_image_folder(root):
     files, labels, problems = [], [], []
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
-        found = sorted(
-            os.path.join(folder, entry.name)
-            for entry in os.scandir(folder)
-            if entry.is_file() and is_image_file(entry.name)
-        )
+        found = [
+            os.path.join(parent, file)
+            for parent, _, names in sorted(os.walk(folder, followlinks=True))
+            for file in sorted(names)
+            if is_image_file(file)
+        ]
         if not found:
-            problems.append(f"{folder}: empty class folder (no file with an extension in {IMG_EXTENSIONS})")
+            problems.append(f"{folder}: empty class folder (no file with an extension in {IMG_EXTENSIONS}, "
+                            "in it or in its sub-folders)")
         files += found
         labels += [label] * len(found)
     return files, labels, classes, problems
@@ -76,7 +84,7 @@ def scan_image_folder(root):
 def image_folder(root):
     """:func:`scan_image_folder`, raising FileNotFoundError that names every empty class folder."""
     files, labels, classes, problems = scan_image_folder(root)
-    _raise_problems(root, problems, FileNotFoundError)
+    raise_problems(root, problems, FileNotFoundError)
     return files, labels, classes
 
 
@@ -122,7 +130,7 @@ def scan_file_list(path, root, num_classes=None):
 def file_list(path, root, num_classes=None):
     """:func:`scan_file_list`, raising ValueError that names the file and line of every problem."""
     files, labels, num_classes, problems = scan_file_list(path, root, num_classes)
-    _raise_problems(path, problems)
+    raise_problems(path, problems)
     return files, labels, num_classes
 
 
