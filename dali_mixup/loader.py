@@ -1,17 +1,17 @@
 """``make_loader``: a DALI pipeline as an iterable of torch batches, sharded for torchrun."""
 
+import functools
 import numbers
 import os
 
-import numpy as np
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-from dali_mixup import cifar, formats
-from pipelines import cifar as cifar_pipelines
-from pipelines import imagenet
+from pipelines import images as image_pipelines
+from pipelines.sources import SOURCES
 
-DATASETS = ("imagefolder", "filelist", "webdataset", "cifar10", "cifar100")
+DATASETS = tuple(SOURCES)
+AUGMENTS = tuple(image_pipelines.AUGMENTS)
 
 
 class DaliLoader:
@@ -19,28 +19,59 @@ class DaliLoader:
 
     Train targets are float32 soft labels ``[B, num_classes]``; val targets are int64 class ids
     ``[B]``. With ``channels_last`` the images are NCHW tensors in channels-last memory format.
+
+    As with a ``DataLoader``, every ``iter(loader)`` is a full, fresh epoch of ``len(loader)``
+    batches. DALI's readers cannot rewind, so an epoch that was broken off (a ``break``, or a
+    peek with ``next(iter(loader))``) is not finished: the next ``iter()`` builds the pipeline
+    anew, with the next epoch's order. That costs a pipeline build instead of the rest of the
+    epoch (see the README for the time), and an iterator from before it then raises.
+
+    Args:
+        build: ``build(generation)`` returns a DALI iterator over a new pipeline; generation
+            ``k`` is the ``k``-th rebuild, and shifts the sample order and augmentation seeds.
+        num_batches: batches per epoch on this rank.
+        num_classes: classes in the data.
+        channels_last: the pipeline's images are NHWC.
+        training: targets are soft labels (train) or class ids (val).
+        explain: ``explain(err)`` re-raises a pipeline error naming the files behind it.
     """
 
-    def __init__(self, iterator, num_batches, num_classes, channels_last, training, explain_error):
-        self._iterator = iterator
+    def __init__(self, build, num_batches, num_classes, channels_last, training, explain):
+        self._build = build
+        self._generation = 0
+        self._iterator = build(0)
+        self._in_epoch = False
         self._num_batches = num_batches
         self.num_classes = num_classes
         self._channels_last = channels_last
         self._training = training
-        self._explain_error = explain_error
+        self._explain = explain
 
     def __len__(self):
         return self._num_batches
 
     def __iter__(self):
-        batches = iter(self._iterator)
+        return self._epoch()
+
+    def _epoch(self):
+        # A generator: this runs at the first next(), so an iter() that is never advanced costs nothing.
+        if self._in_epoch:
+            self._iterator = None  # the old pipeline's memory is freed before the new one takes its own
+            self._generation += 1
+            self._iterator = self._build(self._generation)
+        self._in_epoch = True
+        generation = self._generation
         while True:
+            if generation != self._generation:
+                raise RuntimeError("this iterator's epoch was broken off by a newer iter() of the loader; "
+                                   "iterate the newer one")
             try:
-                batch = next(batches)[0]
+                batch = next(self._iterator)[0]
             except StopIteration:
+                self._in_epoch = False
                 return
             except Exception as err:  # DALI raises plain errors; name the files behind them
-                self._explain_error(err)
+                self._explain(err)
                 raise
             images, targets = batch["images"], batch["targets"]
             if self._channels_last:
@@ -65,35 +96,51 @@ def _check_int(name, value, minimum):
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
-def _files_source(dataset, root, file_list, num_classes):
-    if dataset == "imagefolder":
-        files, labels, classes = formats.image_folder(root)
-        if num_classes is not None and num_classes != len(classes):
-            raise ValueError(f"num_classes={num_classes}, but {root!r} holds {len(classes)} class folders")
-        return files, labels, len(classes)
-    return formats.file_list(file_list, root, num_classes)
+def _check_fraction(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= 1:
+        raise ValueError(f"{name} must be a number in [{low:g}, 1], got {value!r}")
 
 
-def _bad_files_error(err, suspects):
-    """Re-raise a decoding error with the files that look broken, or do nothing if none does."""
-    bad = [f"{name}: {wrong}" for name, wrong in suspects() if wrong]
-    if bad:
-        raise RuntimeError(
-            f"decoding failed; {len(bad)} file(s) look broken:\n  " + "\n  ".join(bad[:20])
-            + "\nRun `python -m dali_mixup.check_data` on the dataset for a full check."
-        ) from err
+def _check_options(dataset, split, device, root, file_list, augment, mixup_alpha, per_sample, label_smoothing,
+                   adjust_orientation):
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if device not in ("gpu", "cpu"):
+        raise ValueError(f"device must be 'gpu' or 'cpu', got {device!r}")
+    if augment is not None and augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {AUGMENTS} (or None for the dataset's own), got {augment!r}")
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path, got {type(root).__name__} ({root!r})")
+    if not os.path.exists(root):
+        raise FileNotFoundError(f"root {os.fspath(root)!r} does not exist")
+    if (file_list is None) == (dataset == "filelist"):
+        raise ValueError(f"file_list is needed with dataset='filelist' and only then; got {file_list!r}")
+    if isinstance(mixup_alpha, bool) or not isinstance(mixup_alpha, numbers.Real) or not mixup_alpha >= 0:
+        raise ValueError(f"mixup_alpha must be a number >= 0 (0 turns mixup off), got {mixup_alpha!r}")
+    if not isinstance(adjust_orientation, bool):
+        raise TypeError(f"adjust_orientation must be a bool, got {type(adjust_orientation).__name__}")
+    if split == "val" and (mixup_alpha or per_sample or label_smoothing):
+        raise ValueError("mixup_alpha, per_sample and label_smoothing apply to split='train' only")
 
 
-def _sniff_files(files):
-    return ((file, formats.sniff_image(file)) for file in files)
+def _check_distributed(rank, world_size, local_rank, device):
+    """The rank, world size and GPU from the arguments, else from torchrun's environment."""
+    rank = _env_int("RANK", 0) if rank is None else rank
+    world_size = _env_int("WORLD_SIZE", 1) if world_size is None else world_size
+    local_rank = _env_int("LOCAL_RANK", 0) if local_rank is None else local_rank
+    _check_int("world_size", world_size, 1)
+    _check_int("rank", rank, 0)
+    _check_int("local_rank", local_rank, 0)
+    if rank >= world_size:
+        raise ValueError(f"rank must be < world_size ({world_size}), got {rank}")
+    if device == "gpu":
+        import torch
 
-
-def _sniff_shards(samples):
-    for shard, name, offset, size, _ in samples:
-        with open(shard, "rb") as tar:
-            tar.seek(offset)
-            data = tar.read(size)
-        yield f"{shard}:{name}", formats.sniff_bytes(data[:16], data[-64:])
+        if not torch.cuda.is_available():
+            raise ValueError("device='gpu' needs CUDA, which torch does not see; use device='cpu'")
+    return rank, world_size, local_rank
 
 
 def make_loader(
@@ -108,9 +155,11 @@ def make_loader(
     mixup_alpha=0.0,
     per_sample=False,
     label_smoothing=0.0,
-    crop_size=224,
+    crop_size=None,
     min_crop_area=0.08,
     hflip=0.5,
+    augment=None,
+    adjust_orientation=False,
     channels_last=False,
     num_threads=4,
     seed=0,
@@ -121,13 +170,14 @@ def make_loader(
     """Build the DALI pipeline for a dataset and wrap it as a torch iterable (:class:`DaliLoader`).
 
     Args:
-        dataset: ``"imagefolder"`` (``root/class_x/*.JPEG``, classes sorted as torchvision sorts
-            them), ``"filelist"``, ``"webdataset"`` (tar shards with ``.jpg`` and ASCII ``.cls``),
-            ``"cifar10"`` or ``"cifar100"`` (binary or python version).
+        dataset: ``"imagefolder"`` (``root/class_x/**/*.JPEG``, classes, files and labels exactly
+            as torchvision's ImageFolder finds them), ``"filelist"``, ``"webdataset"`` (tar
+            shards with ``.jpg`` and ASCII ``.cls``), ``"cifar10"`` or ``"cifar100"`` (binary or
+            python version).
         root: the ImageFolder, the folder the file list's paths are relative to, the folder of
             shards, or the folder that holds the CIFAR batches folder.
-        split: ``"train"`` (augmentation, mixup, reshuffled every epoch) or ``"val"`` (resize,
-            center crop, every sample once across ranks).
+        split: ``"train"`` (augmentation, mixup, reshuffled every epoch) or ``"val"`` (the eval
+            transform, every sample once across ranks).
         batch_size: samples per batch on this rank.
         device: ``"gpu"`` (decode and augment on the GPU ``local_rank``) or ``"cpu"``.
         file_list: for ``"filelist"``: a file with one ``relative/path label`` per line.
@@ -136,13 +186,21 @@ def make_loader(
         mixup_alpha: Beta(α, α) for mixup on the train split; 0 is ERM (one-hot targets).
         per_sample: one λ per sample instead of one per batch.
         label_smoothing: smoothing of the one-hot targets, in ``[0, 1)``.
-        crop_size: side of the output images (ImageNet-style data; CIFAR is always 32).
-        min_crop_area: train crops cover a random fraction in ``[min_crop_area, 1]`` of the image
-            (ImageNet-style data; torchvision's and timm's ``scale`` lower bound).
+        crop_size: side of the output images; None is 224, or 32 for CIFAR.
+        min_crop_area: with ``augment="random_resized_crop"``, train crops cover a random
+            fraction in ``[min_crop_area, 1]`` of the image (torchvision's and timm's ``scale``
+            lower bound).
         hflip: probability of a horizontal flip in training.
+        augment: ``"random_resized_crop"`` (ImageNet's: random-resized crops for train,
+            torchvision's resize and center crop for val) or ``"pad_crop"`` (CIFAR's: resize to
+            ``crop_size`` if needed, pad 4 pixels with zeros and take a random crop for train;
+            the resize alone for val). None picks the dataset's own: ``"pad_crop"`` for CIFAR,
+            ``"random_resized_crop"`` for the others.
+        adjust_orientation: apply JPEGs' EXIF orientation tags, as ``PIL.ImageOps.exif_transpose``
+            would. False (the default) gives torchvision's pixels: PIL ignores the tag.
         channels_last: NHWC memory (the images still index as NCHW).
         num_threads: DALI CPU worker threads.
-        seed: the file-order seed (the same on every rank); augmentation uses ``seed + rank``.
+        seed: the sample-order seed (the same on all ranks); augmentation uses ``seed + rank``.
         rank: this process's rank; ``$RANK`` (torchrun) or 0 when None.
         world_size: the number of ranks; ``$WORLD_SIZE`` or 1 when None.
         local_rank: the GPU to use; ``$LOCAL_RANK`` or 0 when None.
@@ -151,110 +209,55 @@ def make_loader(
         A :class:`DaliLoader`.
 
     Raises:
-        ValueError, TypeError: for a bad option, naming it; FileNotFoundError for missing data;
-            ValueError naming the file and line for a label outside ``[0, num_classes)``.
+        ValueError, TypeError: for a bad option, naming it, and for a train split that gives
+            this rank no whole batch; FileNotFoundError for missing data; ValueError naming the
+            file and line for a label outside ``[0, num_classes)``.
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    if device not in ("gpu", "cpu"):
-        raise ValueError(f"device must be 'gpu' or 'cpu', got {device!r}")
-    if not isinstance(root, (str, os.PathLike)):
-        raise TypeError(f"root must be a path, got {type(root).__name__} ({root!r})")
-    root = os.fspath(root)
-    if not os.path.exists(root):
-        raise FileNotFoundError(f"root {root!r} does not exist")
-    if (file_list is None) == (dataset == "filelist"):
-        raise ValueError(f"file_list is needed with dataset='filelist' and only then; got {file_list!r}")
-    for name, value, minimum in (("batch_size", batch_size, 1), ("crop_size", crop_size, 1), ("num_threads", num_threads, 1)):
+    _check_options(dataset, split, device, root, file_list, augment, mixup_alpha, per_sample, label_smoothing,
+                   adjust_orientation)
+    for name, value, minimum in (("batch_size", batch_size, 1), ("num_threads", num_threads, 1)):
         _check_int(name, value, minimum)
-    if num_classes is not None:
-        _check_int("num_classes", num_classes, 1)
-    if isinstance(mixup_alpha, bool) or not isinstance(mixup_alpha, numbers.Real) or not mixup_alpha >= 0:
-        raise ValueError(f"mixup_alpha must be a number >= 0 (0 turns mixup off), got {mixup_alpha!r}")
-    for name, value, low in (("min_crop_area", min_crop_area, 1e-6), ("hflip", hflip, 0.0)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= 1:
-            raise ValueError(f"{name} must be a number in [{low:g}, 1], got {value!r}")
-    if split == "val" and (mixup_alpha or per_sample or label_smoothing):
-        raise ValueError("mixup_alpha, per_sample and label_smoothing apply to split='train' only")
-    rank = _env_int("RANK", 0) if rank is None else rank
-    world_size = _env_int("WORLD_SIZE", 1) if world_size is None else world_size
-    local_rank = _env_int("LOCAL_RANK", 0) if local_rank is None else local_rank
-    _check_int("world_size", world_size, 1)
-    _check_int("rank", rank, 0)
-    _check_int("local_rank", local_rank, 0)
-    if rank >= world_size:
-        raise ValueError(f"rank must be < world_size ({world_size}), got {rank}")
-    if device == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError("device='gpu' needs CUDA, which torch does not see; use device='cpu'")
-
+    for name, value in (("crop_size", crop_size), ("num_classes", num_classes)):
+        if value is not None:
+            _check_int(name, value, 1)
+    _check_fraction("min_crop_area", min_crop_area, 1e-6)
+    _check_fraction("hflip", hflip, 0.0)
+    rank, world_size, local_rank = _check_distributed(rank, world_size, local_rank, device)
     training = split == "train"
-    pipe_args = {
-        "batch_size": batch_size,
-        "num_threads": num_threads,
-        "device_id": local_rank if device == "gpu" else None,
-        "seed": seed + rank,
-    }
-    mixup_args = {"mixup_alpha": mixup_alpha, "per_sample": per_sample, "label_smoothing": label_smoothing}
+    mixing = image_pipelines.Mixing(mixup_alpha, per_sample, label_smoothing)
 
-    if dataset in cifar.NUM_CLASSES:
-        if num_classes is not None and num_classes != cifar.NUM_CLASSES[dataset]:
-            raise ValueError(f"num_classes={num_classes} does not match {dataset} ({cifar.NUM_CLASSES[dataset]})")
-        num_classes = cifar.NUM_CLASSES[dataset]
-        images, labels = cifar.load_cifar(root, dataset, split)
-        source = cifar_pipelines.CifarSource(
-            images, labels, batch_size=batch_size, shard_id=rank, num_shards=world_size, training=training,
-            seed=seed, device=device,
+    source = SOURCES[dataset](os.fspath(root), split=split, file_list=file_list, num_classes=num_classes)
+    num_batches = source.num_batches(batch_size, training=training, shard_id=rank, num_shards=world_size)
+    if training and num_batches == 0:
+        raise ValueError(
+            f"batch_size={batch_size} gives this rank no batch: its share of the {split} split is "
+            f"{len(source) // world_size} of {len(source)} samples over world_size={world_size}; "
+            "use a smaller batch_size or fewer ranks"
         )
-        if training:
-            pipe = cifar_pipelines.cifar_train_pipeline(
-                source, channels_last=channels_last, hflip=hflip, num_classes=num_classes, **mixup_args, **pipe_args
-            )
-        else:
-            pipe = cifar_pipelines.cifar_val_pipeline(source, channels_last=channels_last, **pipe_args)
-        iterator = DALIGenericIterator(
-            pipe, ["images", "targets"], last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True,
-            prepare_first_batch=False,
-        )
-        return DaliLoader(iterator, len(source), num_classes, channels_last, training, lambda err: None)
-
-    if dataset == "webdataset":
-        paths, indexes = formats.shards(root)
-        samples, num_classes, problems = formats.scan_shards(paths, indexes, num_classes)
-        formats._raise_problems(root, problems)
-        source = imagenet.Shards(paths, indexes)
-        suspects = lambda: _sniff_shards(samples)  # noqa: E731
-    else:
-        files, labels, num_classes = _files_source(dataset, root, file_list, num_classes)
-        if training:
-            # The reader reshuffles every epoch with its own fixed seed; this makes the order depend on ours.
-            order = np.random.default_rng(seed).permutation(len(files))
-            files, labels = [files[k] for k in order], [labels[k] for k in order]
-        source = imagenet.Files(files, labels)
-        suspects = lambda: _sniff_files(files)  # noqa: E731
-
-    shard_args = {"shard_id": rank, "num_shards": world_size, "device": device, "crop_size": crop_size}
+    crop_size = crop_size or source.image_size or 224
+    augment = augment or ("pad_crop" if source.image_size else "random_resized_crop")
+    augment_args = {"crop_size": crop_size, "hflip": hflip, "adjust_orientation": adjust_orientation}
+    if augment == "random_resized_crop":
+        augment_args["min_crop_area"] = min_crop_area
+    augment = image_pipelines.AUGMENTS[augment](**augment_args)
+    common = {"shard_id": rank, "num_shards": world_size, "device": device, "channels_last": channels_last,
+              "batch_size": batch_size, "num_threads": num_threads,
+              "device_id": local_rank if device == "gpu" else None}
     if training:
-        pipe = imagenet.imagenet_train_pipeline(
-            source, **shard_args, channels_last=channels_last, min_crop_area=min_crop_area, hflip=hflip,
-            num_classes=num_classes, **mixup_args, **pipe_args
-        )
+        pipeline = functools.partial(image_pipelines.train_pipeline, source, augment, mixing)
     else:
-        pipe = imagenet.imagenet_val_pipeline(source, **shard_args, channels_last=channels_last, **pipe_args)
-    # Train drops each rank's last partial batch, so every rank takes the same number of steps;
-    # val pads the shards (pad_last_batch) and the iterator drops the padding.
-    iterator = DALIGenericIterator(
-        pipe,
-        ["images", "targets"],
-        reader_name=imagenet.READER,
-        last_batch_policy=LastBatchPolicy.DROP if training else LastBatchPolicy.PARTIAL,
-        auto_reset=True,
-        prepare_first_batch=False,  # run nothing until iterated, so decoding errors reach DaliLoader.__iter__
-    )
-    return DaliLoader(
-        iterator, len(iterator), num_classes, channels_last, training, lambda err: _bad_files_error(err, suspects)
-    )
+        pipeline = functools.partial(image_pipelines.val_pipeline, source, augment)
+
+    def build(generation):
+        # Each rebuild (see DaliLoader) moves the sample order and the augmentation seeds on.
+        order = {"order_seed": [seed, generation]} if training else {}
+        pipe = pipeline(**order, **common, seed=seed + rank + generation * world_size)
+        # Train drops each rank's last partial batch, so every rank takes the same number of steps;
+        # val pads the shards (pad_last_batch) and the iterator drops the padding.
+        return DALIGenericIterator(
+            pipe, ["images", "targets"], last_batch_policy=LastBatchPolicy.DROP if training else LastBatchPolicy.PARTIAL,
+            auto_reset=True, prepare_first_batch=False,  # nothing runs until iterated: errors reach DaliLoader
+            **source.iterator_args(),
+        )
+
+    return DaliLoader(build, num_batches, source.num_classes, channels_last, training, source.explain)

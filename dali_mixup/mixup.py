@@ -21,11 +21,14 @@ def _check_normalize_args(mean, std, mirror, output_layout):
         raise ValueError(f"output_layout must be 'CHW' or 'HWC', got {output_layout!r}")
 
 
-def _check_args(num_classes, alpha, per_sample, label_smoothing, return_params, dtype):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__} ({num_classes!r})")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+def check_mixing(alpha, per_sample, label_smoothing):
+    """Raise a TypeError or ValueError naming the first of the mixing arguments that is invalid.
+
+    Args:
+        alpha: Beta concentration, a number ``>= 0``.
+        per_sample: a bool.
+        label_smoothing: a number in ``[0, 1)``.
+    """
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"alpha must be a number, got {type(alpha).__name__} ({alpha!r})")
     if not alpha >= 0:  # also refuses NaN
@@ -36,9 +39,17 @@ def _check_args(num_classes, alpha, per_sample, label_smoothing, return_params, 
         )
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    for name, value in (("per_sample", per_sample), ("return_params", return_params)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
+    if not isinstance(per_sample, bool):
+        raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__} ({per_sample!r})")
+
+
+def _check_args(num_classes, return_params, dtype):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__} ({num_classes!r})")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if not isinstance(return_params, bool):
+        raise TypeError(f"return_params must be a bool, got {type(return_params).__name__} ({return_params!r})")
     if dtype not in (types.FLOAT, types.FLOAT16):
         raise ValueError(f"dtype must be types.FLOAT or types.FLOAT16, got {dtype!r}")
 
@@ -129,7 +140,8 @@ def mixup(
         ``targets`` are float32 ``[num_classes]`` per sample, on the images' device; each row
         sums to 1.
     """
-    _check_args(num_classes, alpha, per_sample, label_smoothing, return_params, dtype)
+    _check_args(num_classes, return_params, dtype)
+    check_mixing(alpha, per_sample, label_smoothing)
     _check_normalize_args(mean, std, mirror, output_layout)
     on_gpu = images.device == "gpu"
     if dtype == types.FLOAT16 and not on_gpu:

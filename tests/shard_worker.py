@@ -17,6 +17,14 @@ def ids(loader, training):
     return seen
 
 
+def ids_after_a_break(loader, training):
+    """The ids of the epoch that follows a broken-off one and a peek, as a DataLoader would give them."""
+    for _ in loader:
+        break
+    next(iter(loader))
+    return ids(loader, training)
+
+
 def main(out, root, cifar_root):
     common = {"device": "cpu", "num_threads": 1, "batch_size": 4, "crop_size": 32, "seed": 5}
     train = make_loader(dataset="filelist", root=root, file_list=os.path.join(root, "train.txt"), **common)
@@ -27,6 +35,10 @@ def main(out, root, cifar_root):
         "shards_val": ids(make_loader(dataset="webdataset", root=os.path.join(root, "shards"), split="val", **common), False),
         "cifar_train": [ids(cifar_train, True) for _ in range(2)],
         "cifar_val": ids(make_loader(dataset="cifar100", root=cifar_root, split="val", **common), False),
+        "files_train_after_break": ids_after_a_break(train, True),
+        "cifar_train_after_break": ids_after_a_break(cifar_train, True),
+        "shards_val_after_break": ids_after_a_break(
+            make_loader(dataset="webdataset", root=os.path.join(root, "shards"), split="val", **common), False),
         "len": {"files_train": len(train), "cifar_train": len(cifar_train)},
     }
     with open(os.path.join(out, f"rank{os.environ['RANK']}.json"), "w") as f:

@@ -10,7 +10,7 @@ from dali_mixup import formats, make_loader
 from dali_mixup.cifar import load_cifar
 from dali_mixup.datasets import write_shards
 from helpers import MEAN, STD, collect, torchvision_val
-from pipelines.imagenet import parse_ascii_labels
+from pipelines.sources import parse_ascii_labels
 
 CROP = 64
 

@@ -39,5 +39,10 @@ def test_two_ranks_split_every_dataset_exactly(tmp_path, imagenet_dir):
             assert not set(first) & set(second), f"{name}: ranks share samples in epoch {epoch}"
             assert sorted(first + second) == list(range(size)), f"{name}: epoch {epoch} does not cover the set"
         assert ranks[0][name][0] != ranks[0][name][1], f"{name}: epoch 2 repeats epoch 1's order"
-    for name, size in (("files_val", 25), ("shards_val", 25), ("cifar_val", 99)):
+    for name, size in (("files_val", 25), ("shards_val", 25), ("cifar_val", 99), ("shards_val_after_break", 25)):
         assert sorted(ranks[0][name] + ranks[1][name]) == list(range(size)), f"{name}: not every sample once"
+    # After a `break` and a peek, a new loop is a whole epoch: len(loader) batches, disjoint shards.
+    for name, size, batch in (("files_train_after_break", 24, 4), ("cifar_train_after_break", 100, 10)):
+        first, second = ranks[0][name], ranks[1][name]
+        assert len(first) == len(second) == ranks[0]["len"][name[: -len("_after_break")]] * batch
+        assert not set(first) & set(second) and sorted(first + second) == list(range(size)), name

@@ -31,8 +31,10 @@ class Config:
     label_smoothing: float
     dropout: float
     crop_size: int
+    augment: str  # "random_resized_crop" or "pad_crop"
     min_crop_area: float
     hflip: float
+    adjust_orientation: bool
     device: str
     amp: str
     channels_last: bool
@@ -50,21 +52,23 @@ class Config:
 RECIPES = {
     "cifar": dict(
         dataset="cifar10", model="preact_resnet18", epochs=200, total_batch=128, lr_per_sample=0.1 / 128,
-        milestones=[100, 150], mixup_alpha=1.0, crop_size=32,
+        milestones=[100, 150], mixup_alpha=1.0, crop_size=32, augment="pad_crop",
     ),
     "imagenet": dict(
         dataset="imagefolder", model="resnet50", epochs=90, total_batch=1024, lr_per_sample=0.4 / 1024,
         warmup_epochs=5, warmup_start_factor=0.25, milestones=[30, 60, 80], mixup_alpha=0.2, crop_size=224,
+        augment="random_resized_crop",
     ),
     "demo": dict(
         dataset="imagefolder", model="resnet8", epochs=10, total_batch=64, lr_per_sample=0.2 / 64,
-        schedule="cosine", mixup_alpha=0.2, crop_size=32, min_crop_area=0.5, hflip=0.0,
+        schedule="cosine", mixup_alpha=0.2, crop_size=32, augment="random_resized_crop", min_crop_area=0.5,
+        hflip=0.0,
     ),
 }
 DEFAULTS = dict(
     warmup_epochs=0, warmup_start_factor=1.0, schedule="step", milestones=[], momentum=0.9, weight_decay=1e-4,
     mixup_warmup_epochs=0, mixup_off_epoch=-1, label_smoothing=0.0, dropout=0.0, min_crop_area=0.08, hflip=0.5,
-    device="auto", amp="auto", threads=4, seed=0, corrupt_labels=0.0, out="runs/latest", resume="",
+    adjust_orientation=False, device="auto", amp="auto", threads=4, seed=0, corrupt_labels=0.0, out="runs/latest", resume="",
 )
 
 
@@ -94,8 +98,13 @@ def _parser():
     add("--label-smoothing", type=float, help="(default: 0)")
     add("--dropout", type=float, help="dropout inside PreAct blocks, the paper's section 3.4 (default: 0)")
     add("--crop-size", type=int, help="(cifar, demo: 32; imagenet: 224)")
+    add("--augment", choices=["random_resized_crop", "pad_crop"],
+        help="train crops: ImageNet's random-resized crops, or CIFAR's 4-pixel pad and random crop, for any "
+             "dataset format (cifar: pad_crop; imagenet, demo: random_resized_crop)")
     add("--min-crop-area", type=float, help="random-resized-crop area lower bound (default: 0.08)")
     add("--hflip", type=float, help="horizontal flip probability (default: 0.5; demo: 0)")
+    add("--adjust-orientation", action=argparse.BooleanOptionalAction,
+        help="apply JPEGs' EXIF orientation (default: off, as torchvision, whose PIL ignores it)")
     add("--device", choices=["auto", "cpu", "gpu"], help="(default: auto, the GPU if there is one)")
     add("--amp", choices=["auto", "bf16", "fp16", "off"], help="(default: auto, bf16 on GPU and off on CPU)")
     add("--channels-last", action=argparse.BooleanOptionalAction, help="(default: on for GPU)")

@@ -209,7 +209,8 @@ def main(argv=None):
 
     # ---- data: DALI pipelines behind make_loader; the seed moves on at a resume so no epoch repeats ----
     train_args, val_args, train_eval_args = data_sources(config, rank)
-    common = {"device": config.device, "crop_size": config.crop_size, "channels_last": config.channels_last,
+    common = {"device": config.device, "crop_size": config.crop_size, "augment": config.augment,
+              "adjust_orientation": config.adjust_orientation, "channels_last": config.channels_last,
               "num_threads": config.threads, "batch_size": config.batch_size}
     train_loaders = {}
 
@@ -227,8 +228,6 @@ def main(argv=None):
     train_eval_loader = make_loader(**train_eval_args, **common, split="val") if train_eval_args else None
     num_classes = train_loader(mixup_alpha_at(start_epoch, config)).num_classes
     steps_per_epoch = len(train_loader(mixup_alpha_at(start_epoch, config)))
-    if steps_per_epoch == 0:
-        raise SystemExit(f"--batch-size {config.batch_size} is larger than this rank's share of the train set")
 
     # ---- model, optimizer, schedule, AMP ----
     model = create_model(config.model, num_classes, config.dropout).to(device)
