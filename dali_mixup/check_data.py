@@ -1,17 +1,20 @@
 """Check a dataset before training: decode every image with DALI on the CPU, and check every label.
 
-    python -m dali_mixup.check_data ROOT [--file-list LIST] [--num-classes N]
+    python -m dali_mixup.check_data ROOT [--file-list LIST] [--num-classes N] [--threads N]
 
 ROOT is an ImageFolder (or a folder holding train/ and val/ ImageFolders), the root of a file
 list, a folder of webdataset tar shards, or a folder holding CIFAR batches. The command lists
 every file it cannot decode, every empty class folder, every bad label and every shard label
-file that disagrees with its shard, and exits with status 1 if it found any.
+file that disagrees with its shard, and exits with status 1 if it found any. On a terminal it
+shows its progress on stderr.
 """
 
 import argparse
+import concurrent.futures
 import glob
 import os
 import sys
+import time
 
 import numpy as np
 from nvidia.dali import fn, pipeline_def, types
@@ -19,41 +22,93 @@ from nvidia.dali import fn, pipeline_def, types
 from dali_mixup import cifar, formats
 
 
-@pipeline_def(num_threads=2, device_id=None)
-def _decode_pipeline(source):
-    encoded = fn.external_source(source=source, batch=True, dtype=types.UINT8)
+@pipeline_def(device_id=None, prefetch_queue_depth=1, exec_async=False, exec_pipelined=False)
+def _decode_pipeline():
+    encoded = fn.external_source(name="encoded", dtype=types.UINT8)
     return fn.decoders.image(encoded, device="cpu", output_type=types.RGB)
 
 
-def _decode(batch):
-    """Decode ``[(name, bytes)]`` in one DALI run; raises what DALI raises."""
-    data = [np.frombuffer(blob, dtype=np.uint8) for _, blob in batch]
-    pipe = _decode_pipeline(lambda: data, batch_size=len(data), prefetch_queue_depth=1)
-    pipe.build()
-    pipe.run()
+class _Decoder:
+    """Decodes batches of encoded images with DALI on ``threads`` CPU threads.
 
-
-def undecodable(items, batch_size=64):
-    """The images DALI cannot decode, as ``[(name, reason)]``.
-
-    Args:
-        items: ``(name, read)`` pairs, where ``read()`` returns the encoded bytes.
-        batch_size: images per DALI run; a run that fails is retried one image at a time.
+    A DALI pipeline stays broken after an error, so a failed batch gets a new pipeline, and
+    each of its images is decoded alone to find the ones at fault.
     """
-    bad = []
-    for begin in range(0, len(items), batch_size):
-        batch = [(name, read()) for name, read in items[begin : begin + batch_size]]
+
+    def __init__(self, batch_size, threads):
+        self.batch_size, self.threads = batch_size, threads
+        self._pipe = None
+
+    def _run(self, blobs):
+        if self._pipe is None:
+            self._pipe = _decode_pipeline(batch_size=self.batch_size, num_threads=self.threads)
+            self._pipe.build()
         try:
-            _decode(batch)
-            continue
-        except Exception:  # a DALI pipeline error is not one type; find the files behind it below
+            self._pipe.feed_input("encoded", [np.frombuffer(blob, dtype=np.uint8) for blob in blobs])
+            self._pipe.run()
+        except Exception:  # a DALI pipeline error is not one type
+            self._pipe = None
+            raise
+
+    def bad(self, batch):
+        """The ``(name, reason)`` of every image in ``batch`` (``[(name, bytes)]``) that does not decode."""
+        try:
+            self._run([blob for _, blob in batch])
+            return []
+        except Exception:
             pass
+        bad = []
         for name, blob in batch:
             try:
-                _decode([(name, blob)])
+                self._run([blob])
             except Exception as err:
                 reason = formats.sniff_bytes(blob[:16], blob[-64:]) or str(err).strip().splitlines()[-1]
                 bad.append((name, reason))
+        return bad
+
+
+class _Progress:
+    """``checked N/M images (R/s)`` on one line of a terminal's stderr; nothing otherwise."""
+
+    def __init__(self, total):
+        self.total, self.start = total, time.perf_counter()
+        self.enabled = sys.stderr.isatty()
+
+    def update(self, done):
+        if self.enabled:
+            rate = done / max(time.perf_counter() - self.start, 1e-9)
+            print(f"\rchecked {done:,}/{self.total:,} images ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+def undecodable(items, threads=None, batch_size=256):
+    """The images DALI cannot decode, as ``[(name, reason)]``.
+
+    The next batch is read from disk while DALI decodes the current one.
+
+    Args:
+        items: ``(name, read)`` pairs, where ``read()`` returns the encoded bytes.
+        threads: DALI decoding threads; all cores when None.
+        batch_size: images per DALI run.
+    """
+    decoder = _Decoder(batch_size, threads or os.cpu_count())
+    progress = _Progress(len(items))
+
+    def read(begin):
+        return [(name, read()) for name, read in items[begin : begin + batch_size]]
+
+    bad = []
+    with concurrent.futures.ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(read, 0)
+        for begin in range(0, len(items), batch_size):
+            batch = pending.result()
+            pending = reader.submit(read, begin + batch_size)
+            bad += decoder.bad(batch)
+            progress.update(begin + len(batch))
+    progress.close()
     return bad
 
 
@@ -72,11 +127,21 @@ def _file_items(files):
     return [(file, lambda file=file: _read_file(file)) for file in files]
 
 
-def check(root, file_list=None, num_classes=None):
-    """Everything wrong with the dataset at ``root``, as a list of lines (empty when it is sound)."""
+def check(root, file_list=None, num_classes=None, threads=None):
+    """Everything wrong with the dataset at ``root``, as a list of lines (empty when it is sound).
+
+    Args:
+        root: the dataset (see the module docstring).
+        file_list: a file list under ``root``, if the dataset is one.
+        num_classes: check labels against this; inferred when None.
+        threads: DALI decoding threads; all cores when None.
+    """
+    def decode_problems(items):
+        return [f"{name}: {why}" for name, why in undecodable(items, threads)]
+
     if file_list is not None:
         files, _, _, problems = formats.scan_file_list(file_list, root, num_classes)
-        return problems + [f"{name}: {why}" for name, why in undecodable(_file_items(files))]
+        return problems + decode_problems(_file_items(files))
     if root.endswith(".tar") or glob.glob(os.path.join(root, "*.tar")):
         paths, indexes = formats.shards(root)
         samples, _, problems = formats.scan_shards(paths, indexes, num_classes, use_label_files=False)
@@ -85,7 +150,7 @@ def check(root, file_list=None, num_classes=None):
             (f"{shard}:{name}", lambda s=shard, o=offset, n=size: _read_member(s, o, n))
             for shard, name, offset, size, _ in samples
         ]
-        return problems + [f"{name}: {why}" for name, why in undecodable(items)]
+        return problems + decode_problems(items)
     for name in cifar.NUM_CLASSES:
         try:
             for split in ("train", "val"):
@@ -97,11 +162,11 @@ def check(root, file_list=None, num_classes=None):
         return []
     splits = [os.path.join(root, split) for split in ("train", "val")]
     if all(os.path.isdir(split) for split in splits):
-        return check(splits[0], num_classes=num_classes) + check(splits[1], num_classes=num_classes)
+        return sum((check(split, num_classes=num_classes, threads=threads) for split in splits), [])
     files, _, classes, problems = formats.scan_image_folder(root)
     if num_classes is not None and num_classes != len(classes):
         problems.append(f"{root}: {len(classes)} class folders, but --num-classes is {num_classes}")
-    return problems + [f"{name}: {why}" for name, why in undecodable(_file_items(files))]
+    return problems + decode_problems(_file_items(files))
 
 
 def main(argv=None):
@@ -109,11 +174,14 @@ def main(argv=None):
     parser.add_argument("root", help="ImageFolder, file-list root, folder of tar shards, or CIFAR root")
     parser.add_argument("--file-list", help="a file with one 'relative/path label' per line, under ROOT")
     parser.add_argument("--num-classes", type=int, help="check labels against this (default: inferred)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="DALI decoding threads (default: all cores, %(default)s here)")
     args = parser.parse_args(argv)
-    if args.num_classes is not None and args.num_classes < 1:
-        parser.error(f"--num-classes must be >= 1, got {args.num_classes}")
+    for name in ("num_classes", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     try:
-        problems = check(args.root, args.file_list, args.num_classes)
+        problems = check(args.root, args.file_list, args.num_classes, args.threads)
     except (FileNotFoundError, ValueError) as err:
         problems = [str(err)]
     for line in problems:
