@@ -20,7 +20,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	# Both DALI wheels provide nvidia.dali: drop the one not selected.
 	$(PY) -m pip uninstall -q -y nvidia-dali-cuda120 nvidia-dali-cuda130
-	$(PY) -m pip install -q -e '.[$(DALI),cuda-headers,dev,bench]'
+	$(PY) -m pip install -q -e '.[$(DALI),cuda-headers,cuda-build,dev,bench]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

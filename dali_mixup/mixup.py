@@ -1,8 +1,12 @@
 """The mixup operator: a DALI graph fragment for use inside any ``@pipeline_def``."""
 
+import functools
+import logging
 import numbers
 
 from nvidia.dali import fn, types
+
+log = logging.getLogger("dali_mixup")
 
 
 def _check_normalize_args(mean, std, mirror, output_layout):
@@ -91,6 +95,16 @@ def _fused(images, labels, num_classes, alpha, per_sample, label_smoothing, retu
     return images, targets
 
 
+@functools.lru_cache(maxsize=None)
+def _warn_composed(device):
+    """Say once per process and device why mixup composes stock operators instead of the fused one."""
+    from dali_mixup.build import unavailable_reason
+
+    log.warning("dali_mixup: mixup on the %s composes stock DALI operators (about six float passes over the batch "
+                "instead of one) because the fused operator is unavailable there: %s", device,
+                unavailable_reason(device))
+
+
 def mixup(
     images,
     labels,
@@ -151,9 +165,11 @@ def mixup(
     # which ``python -m dali_mixup.build`` runs as __main__.
     from dali_mixup.build import fused_backends
 
-    if normalize and alpha > 0 and images.device in fused_backends():
-        return _fused(images, labels, num_classes, alpha, per_sample, label_smoothing, return_params, dtype,
-                      mean, std, mirror, output_layout or "CHW")
+    if normalize and alpha > 0:
+        if images.device in fused_backends():
+            return _fused(images, labels, num_classes, alpha, per_sample, label_smoothing, return_params, dtype,
+                          mean, std, mirror, output_layout or "CHW")
+        _warn_composed(images.device)
     if normalize:
         flip = {} if mirror is None else {"mirror": mirror}
         images = fn.crop_mirror_normalize(
