@@ -7,16 +7,20 @@
 // vectors. The byte-wise path, for widths that are not a multiple of 4 or unaligned buffers, moves
 // single bytes and values.
 //
-// The kernel runs BlendThread for each of its threads; the tests run it on the host for every
-// thread of a grid (tests/csrc/blend_on_host.cc) and compare with the reference. That checks the
-// grid-stride loop, the group indexing, the flips and the choice and use of the wide path on
-// machines without a GPU; the launch itself (one sample per blockIdx.y) runs only on a GPU.
+// Everything the CUDA backend does but the launch itself is here, for the device and the host: the
+// per-sample descriptors (MakeSampleDescs), the launch geometry (BlocksPerSample), the choice of
+// path (CanBlendWide) and each thread's work (BlendThread, TargetsThread). The tests build this
+// header into a host program (tests/csrc/blend_on_host.cc) that runs every thread of the real
+// grid, in both orders, under AddressSanitizer, and compare with the reference; only the launch
+// (one sample per blockIdx.y) and the device's arithmetic need a GPU to be tested.
 #ifndef DALI_MIXUP_BLEND_KERNEL_H_
 #define DALI_MIXUP_BLEND_KERNEL_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include <cuda_fp16.h>
 #include <vector_functions.h>
@@ -58,6 +62,31 @@ inline bool CanBlendWide(const SampleDesc *samples, int n, int width, size_t out
 DALI_HOST_DEV inline int GroupsPerRow(int width) { return (width + kGroup - 1) / kGroup; }
 
 DALI_HOST_DEV inline int GroupsPerSample(int height, int width) { return height * GroupsPerRow(width); }
+
+// The launch: blockIdx.y is the sample; x blocks of kThreadsPerBlock threads share its groups, at
+// most kMaxBlocksPerSample of them (a grid-stride loop takes the rest). The targets kernel gives
+// each sample one block of kTargetThreads.
+constexpr int kThreadsPerBlock = 256;
+constexpr int kMaxBlocksPerSample = 1024;
+constexpr int kTargetThreads = 128;
+
+inline int BlocksPerSample(int height, int width) {
+  return std::clamp((GroupsPerSample(height, width) + kThreadsPerBlock - 1) / kThreadsPerBlock, 1,
+                    kMaxBlocksPerSample);
+}
+
+// The descriptors of a batch: sample i blended with partner[i], each flipped by its own flag.
+// image(i), out(i) and targets(i) give sample i's buffers.
+template <typename ImageAt, typename OutAt, typename TargetsAt>
+void MakeSampleDescs(SampleDesc *descs, int n, ImageAt image, OutAt out, TargetsAt targets, const int *partner,
+                     const float *lam, const int *mirror, const int *labels, const std::vector<float> &mean,
+                     const std::vector<float> &std) {
+  for (int i = 0; i < n; i++) {
+    const int j = partner[i];
+    descs[i] = {image(i), image(j), out(i), targets(i), labels[i], labels[j], MakeBlend(lam[i], mean, std), lam[i],
+                mirror[i], mirror[j]};
+  }
+}
 
 // A 4-byte load from an aligned address; on the device through the read-only data cache.
 DALI_HOST_DEV inline uint32_t LoadWord(const uint8_t *p) {
@@ -180,6 +209,17 @@ template <typename Out, bool kCHW, bool kWide>
 DALI_HOST_DEV inline void BlendThread(const SampleDesc &s, int height, int width, int thread, int threads) {
   const int groups = GroupsPerSample(height, width);
   for (int group = thread; group < groups; group += threads) BlendGroup<Out, kCHW, kWide>(s, height, width, group);
+}
+
+// Thread `thread` of the `threads` given to sample s's targets: the smoothed one-hot rows blended.
+DALI_HOST_DEV inline void TargetsThread(const SampleDesc &s, int num_classes, float on, float off, int thread,
+                                        int threads) {
+  for (int k = thread; k < num_classes; k += threads) {
+    float value = off;
+    if (k == s.label_self) value += s.lam * (on - off);
+    if (k == s.label_partner) value += (1.0f - s.lam) * (on - off);
+    s.targets[k] = value;
+  }
 }
 
 }  // namespace dali_mixup

@@ -1,4 +1,4 @@
-#include <algorithm>
+#include <tuple>
 #include <type_traits>
 
 #include <cuda_runtime_api.h>
@@ -20,13 +20,7 @@ __global__ void BlendKernel(const SampleDesc *samples, int height, int width) {
 }
 
 __global__ void TargetsKernel(const SampleDesc *samples, int num_classes, float on, float off) {
-  const SampleDesc s = samples[blockIdx.x];
-  for (int k = threadIdx.x; k < num_classes; k += blockDim.x) {
-    float value = off;
-    if (k == s.label_self) value += s.lam * (on - off);
-    if (k == s.label_partner) value += (1.0f - s.lam) * (on - off);
-    s.targets[k] = value;
-  }
+  TargetsThread(samples[blockIdx.x], num_classes, on, off, threadIdx.x, blockDim.x);
 }
 
 }  // namespace
@@ -45,31 +39,29 @@ void MixupNormalize<::dali::GPUBackend>::RunImpl(::dali::Workspace &ws) {
   DALI_ENFORCE(n <= 65535, "MixupNormalize on the GPU takes batches of up to 65535 samples");
   DALI_ENFORCE(height_ * width_ * 3 <= INT32_MAX, "MixupNormalize on the GPU takes images of fewer than 2^31 values");
   std::vector<SampleDesc> host(n);
-  for (int i = 0; i < n; i++) {
-    const int j = partner_[i];
-    host[i] = {images.tensor<uint8_t>(i), images.tensor<uint8_t>(j), out.raw_mutable_tensor(i),
-               targets.mutable_tensor<float>(i), labels_[i], labels_[j], MakeBlend(lam_[i], mean_, std_), lam_[i],
-               mirror_[i], mirror_[j]};
-  }
+  MakeSampleDescs(
+      host.data(), n, [&](int i) { return images.tensor<uint8_t>(i); }, [&](int i) { return out.raw_mutable_tensor(i); },
+      [&](int i) { return targets.mutable_tensor<float>(i); }, partner_.data(), lam_.data(), mirror_.data(),
+      labels_.data(), mean_, std_);
   cudaStream_t stream = ws.stream();
-  // Stream-ordered scratch memory from DALI's pool, released when the kernels are done with it.
+  // Stream-ordered scratch memory from DALI's pool, released when the kernels are done with it; the
+  // descriptors go through a pinned staging buffer, so the copy does not stall the stream.
   ::dali::kernels::DynamicScratchpad scratch(stream);
-  const SampleDesc *samples = scratch.ToGPU(stream, host);
+  const SampleDesc *samples = std::get<0>(scratch.ToContiguousGPU(stream, host));
   const int height = static_cast<int>(height_), width = static_cast<int>(width_);
   const bool fp16 = dtype_ == DALI_FLOAT16;
   const bool wide = CanBlendWide(host.data(), n, width, fp16 ? sizeof(__half) : sizeof(float));
-  const int threads = 256;
-  dim3 grid(std::clamp((GroupsPerSample(height, width) + threads - 1) / threads, 1, 1024), n);
+  dim3 grid(BlocksPerSample(height, width), n);
   BOOL_SWITCH(fp16, kHalf, (
     BOOL_SWITCH(chw_, kCHW, (
       BOOL_SWITCH(wide, kWide, (
         using Out = std::conditional_t<kHalf, __half, float>;
-        BlendKernel<Out, kCHW, kWide><<<grid, threads, 0, stream>>>(samples, height, width);
+        BlendKernel<Out, kCHW, kWide><<<grid, kThreadsPerBlock, 0, stream>>>(samples, height, width);
       ));  // NOLINT
     ));  // NOLINT
   ));  // NOLINT
   const float off = label_smoothing_ / num_classes_;
-  TargetsKernel<<<n, 128, 0, stream>>>(samples, num_classes_, 1.0f - label_smoothing_ + off, off);
+  TargetsKernel<<<n, kTargetThreads, 0, stream>>>(samples, num_classes_, 1.0f - label_smoothing_ + off, off);
   CUDA_CALL(cudaGetLastError());
 }
 
