@@ -93,10 +93,11 @@ def build(config, root, num_classes, args):
         return epoch
     # dali_mixup_composite: the same graph with the fused operator switched off (stock DALI ops).
     with fused_off() if config == "dali_mixup_composite" else contextlib.nullcontext():
+        # On the GPU, float16 images, as the trainer asks for them under AMP.
         loader = make_loader(
             dataset="imagefolder", root=root, batch_size=args.batch_size, device=args.device, num_threads=args.threads,
             crop_size=args.crop_size, mixup_alpha=ALPHA if config.startswith("dali_mixup") else 0.0, world_size=1,
-            rank=0,
+            rank=0, dtype=torch.float16 if args.device == "gpu" else torch.float32,
         )
     after = torch_mixup(num_classes) if config == "dali_then_torch_mixup" else None
 

@@ -69,7 +69,7 @@ def main(argv=None):
 
     loader = make_loader(dataset="imagefolder", root=args.data, batch_size=args.batch_size, device=args.device,
                          num_threads=args.threads, crop_size=args.crop_size, mixup_alpha=0.2, channels_last=on_gpu,
-                         world_size=1, rank=0)
+                         world_size=1, rank=0, dtype=torch.float16 if on_gpu else torch.float32)
     model = getattr(torchvision.models, args.model)(num_classes=loader.num_classes).to(device)
     memory_format = torch.channels_last if on_gpu else torch.contiguous_format
     model = model.to(memory_format=memory_format)

@@ -4,6 +4,7 @@ import functools
 import numbers
 import os
 
+from nvidia.dali import types
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
@@ -27,7 +28,7 @@ class DaliLoader:
     epoch (see the README for the time), and an iterator from before it then raises.
 
     Args:
-        build: ``build(generation)`` returns a DALI iterator over a new pipeline; generation
+        build: ``build(generation)`` returns a new pipeline and a DALI iterator over it; generation
             ``k`` is the ``k``-th rebuild, and shifts the sample order and augmentation seeds.
         num_batches: batches per epoch on this rank.
         num_classes: classes in the data.
@@ -39,7 +40,7 @@ class DaliLoader:
     def __init__(self, build, num_batches, num_classes, channels_last, training, explain):
         self._build = build
         self._generation = 0
-        self._iterator = build(0)
+        self._pipeline, self._iterator = build(0)
         self._in_epoch = False
         self._num_batches = num_batches
         self.num_classes = num_classes
@@ -50,15 +51,20 @@ class DaliLoader:
     def __len__(self):
         return self._num_batches
 
+    @property
+    def pipeline(self):
+        """The DALI pipeline behind the current epoch, e.g. for ``loader.pipeline.save_graph_to_dot_file(path)``."""
+        return self._pipeline
+
     def __iter__(self):
         return self._epoch()
 
     def _epoch(self):
         # A generator: this runs at the first next(), so an iter() that is never advanced costs nothing.
         if self._in_epoch:
-            self._iterator = None  # the old pipeline's memory is freed before the new one takes its own
+            self._pipeline = self._iterator = None  # the old pipeline's memory is freed before the new one takes its own
             self._generation += 1
-            self._iterator = self._build(self._generation)
+            self._pipeline, self._iterator = self._build(self._generation)
         self._in_epoch = True
         generation = self._generation
         while True:
@@ -125,6 +131,19 @@ def _check_options(dataset, split, device, root, file_list, augment, mixup_alpha
         raise ValueError("mixup_alpha, per_sample and label_smoothing apply to split='train' only")
 
 
+def _image_dtype(dtype, device):
+    """The DALI type of the images for a torch ``dtype``: float32 (None) or, on the GPU, float16."""
+    import torch
+
+    if dtype is None or dtype == torch.float32:
+        return types.FLOAT
+    if dtype == torch.float16:
+        if device != "gpu":
+            raise ValueError("dtype=torch.float16 needs device='gpu'; DALI's CPU operators have no float16")
+        return types.FLOAT16
+    raise ValueError(f"dtype must be torch.float32 or torch.float16, got {dtype!r}")
+
+
 def _check_distributed(rank, world_size, local_rank, device):
     """The rank, world size and GPU from the arguments, else from torchrun's environment."""
     rank = _env_int("RANK", 0) if rank is None else rank
@@ -161,6 +180,7 @@ def make_loader(
     augment=None,
     adjust_orientation=False,
     channels_last=False,
+    dtype=None,
     num_threads=4,
     seed=0,
     rank=None,
@@ -199,6 +219,9 @@ def make_loader(
         adjust_orientation: apply JPEGs' EXIF orientation tags, as ``PIL.ImageOps.exif_transpose``
             would. False (the default) gives torchvision's pixels: PIL ignores the tag.
         channels_last: NHWC memory (the images still index as NCHW).
+        dtype: the images' dtype, ``torch.float32`` (None, the default, as torchvision) or
+            ``torch.float16`` with ``device="gpu"``: half the bytes, for a model under autocast
+            (AMP), where the first layer casts its input anyway.
         num_threads: DALI CPU worker threads.
         seed: the sample-order seed (the same on all ranks); augmentation uses ``seed + rank``.
         rank: this process's rank; ``$RANK`` (torchrun) or 0 when None.
@@ -223,6 +246,7 @@ def make_loader(
     _check_fraction("min_crop_area", min_crop_area, 1e-6)
     _check_fraction("hflip", hflip, 0.0)
     rank, world_size, local_rank = _check_distributed(rank, world_size, local_rank, device)
+    image_dtype = _image_dtype(dtype, device)
     training = split == "train"
     mixing = image_pipelines.Mixing(mixup_alpha, per_sample, label_smoothing)
 
@@ -241,7 +265,7 @@ def make_loader(
         augment_args["min_crop_area"] = min_crop_area
     augment = image_pipelines.AUGMENTS[augment](**augment_args)
     common = {"shard_id": rank, "num_shards": world_size, "device": device, "channels_last": channels_last,
-              "batch_size": batch_size, "num_threads": num_threads,
+              "image_dtype": image_dtype, "batch_size": batch_size, "num_threads": num_threads,
               "device_id": local_rank if device == "gpu" else None}
     if training:
         pipeline = functools.partial(image_pipelines.train_pipeline, source, augment, mixing)
@@ -254,7 +278,7 @@ def make_loader(
         pipe = pipeline(**order, **common, seed=seed + rank + generation * world_size)
         # Train drops each rank's last partial batch, so every rank takes the same number of steps;
         # val pads the shards (pad_last_batch) and the iterator drops the padding.
-        return DALIGenericIterator(
+        return pipe, DALIGenericIterator(
             pipe, ["images", "targets"], last_batch_policy=LastBatchPolicy.DROP if training else LastBatchPolicy.PARTIAL,
             auto_reset=True, prepare_first_batch=False,  # nothing runs until iterated: errors reach DaliLoader
             **source.iterator_args(),

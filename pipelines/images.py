@@ -17,11 +17,6 @@ from dali_mixup.mixup import check_mixing, mixup
 VAL_CROP_RATIO = 0.875
 
 
-def output_dtype(device):
-    """float16 on the GPU halves the bytes the trainer reads; DALI's CPU arithmetic has no float16."""
-    return types.FLOAT16 if device == "gpu" else types.FLOAT
-
-
 def _decoder_args(device):
     if device != "gpu":
         return {"device": "cpu"}
@@ -197,7 +192,7 @@ def _layout(channels_last):
 
 
 @pipeline_def
-def train_pipeline(source, augment, mixing, *, shard_id, num_shards, device, order_seed, channels_last):
+def train_pipeline(source, augment, mixing, *, shard_id, num_shards, device, order_seed, channels_last, image_dtype):
     """Train batches: ``(images, targets)`` with soft targets ``[B, num_classes]`` (one-hot when ``mixing.alpha`` is 0).
 
     Args:
@@ -210,6 +205,7 @@ def train_pipeline(source, augment, mixing, *, shard_id, num_shards, device, ord
         device: ``"gpu"`` or ``"cpu"``.
         order_seed: the sample order's seed (see ``Source.read``).
         channels_last: NHWC output instead of NCHW.
+        image_dtype: ``types.FLOAT``, or ``types.FLOAT16`` on the GPU (half the bytes, for AMP).
     """
     batch_size = Pipeline.current().max_batch_size
     images, labels = source.read(training=True, shard_id=shard_id, num_shards=num_shards, batch_size=batch_size,
@@ -223,7 +219,7 @@ def train_pipeline(source, augment, mixing, *, shard_id, num_shards, device, ord
         alpha=mixing.alpha,
         per_sample=mixing.per_sample,
         label_smoothing=mixing.label_smoothing,
-        dtype=output_dtype(device),
+        dtype=image_dtype,
         mean=source.mean,
         std=source.std,
         mirror=mirror,
@@ -232,13 +228,13 @@ def train_pipeline(source, augment, mixing, *, shard_id, num_shards, device, ord
 
 
 @pipeline_def
-def val_pipeline(source, augment, *, shard_id, num_shards, device, channels_last):
+def val_pipeline(source, augment, *, shard_id, num_shards, device, channels_last, image_dtype):
     """Val batches: ``(images, labels)``, normalized images and integer labels; arguments as :func:`train_pipeline`."""
     batch_size = Pipeline.current().max_batch_size
     images, labels = source.read(training=False, shard_id=shard_id, num_shards=num_shards, batch_size=batch_size,
                                  device=device, order_seed=[0])
     images, window = augment.val(images, encoded=source.encoded, device=device, image_size=source.image_size)
-    images = fn.crop_mirror_normalize(images, dtype=output_dtype(device), output_layout=_layout(channels_last),
+    images = fn.crop_mirror_normalize(images, dtype=image_dtype, output_layout=_layout(channels_last),
                                       mean=source.mean, std=source.std, **window)
     if device == "gpu":
         labels = labels.gpu()  # so that the iterator hands both outputs over on the same device

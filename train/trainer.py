@@ -92,6 +92,12 @@ def lr_factor(step, steps_per_epoch, config):
     return 0.1 ** sum(epoch >= milestone for milestone in config.milestones)
 
 
+def image_dtype(device, amp):
+    """The loader's image dtype: float16 on the GPU under autocast (half the bytes; the first layer casts
+    them anyway), else float32, the model's own (an fp32 model without autocast refuses float16)."""
+    return torch.float16 if device == "gpu" and amp != "off" else torch.float32
+
+
 def mixup_alpha_at(epoch, config):
     if epoch < config.mixup_warmup_epochs or 0 <= config.mixup_off_epoch <= epoch:
         return 0.0
@@ -211,23 +217,20 @@ def main(argv=None):
     train_args, val_args, train_eval_args = data_sources(config, rank)
     common = {"device": config.device, "crop_size": config.crop_size, "augment": config.augment,
               "adjust_orientation": config.adjust_orientation, "channels_last": config.channels_last,
-              "num_threads": config.threads, "batch_size": config.batch_size}
-    train_loaders = {}
+              "dtype": image_dtype(config.device, config.amp), "num_threads": config.threads,
+              "batch_size": config.batch_size}
 
     def train_loader(alpha):
-        # One pipeline per alpha in use: mixup is built into the graph.
-        if alpha not in train_loaders:
-            train_loaders[alpha] = make_loader(
-                **train_args, **common, split="train", mixup_alpha=alpha, per_sample=config.per_sample,
-                label_smoothing=config.label_smoothing, min_crop_area=config.min_crop_area, hflip=config.hflip,
-                seed=config.seed + 1000 * start_epoch,
-            )
-        return train_loaders[alpha]
+        # mixup is built into the graph, so a new alpha is a new pipeline (at a mixup warm-up's end).
+        return make_loader(**train_args, **common, split="train", mixup_alpha=alpha, per_sample=config.per_sample,
+                           label_smoothing=config.label_smoothing, min_crop_area=config.min_crop_area,
+                           hflip=config.hflip, seed=config.seed + 1000 * start_epoch)
 
     val_loader = make_loader(**val_args, **common, split="val")
     train_eval_loader = make_loader(**train_eval_args, **common, split="val") if train_eval_args else None
-    num_classes = train_loader(mixup_alpha_at(start_epoch, config)).num_classes
-    steps_per_epoch = len(train_loader(mixup_alpha_at(start_epoch, config)))
+    loader_alpha = mixup_alpha_at(start_epoch, config)
+    loader = train_loader(loader_alpha)
+    num_classes, steps_per_epoch = loader.num_classes, len(loader)
 
     # ---- model, optimizer, schedule, AMP ----
     model = create_model(config.model, num_classes, config.dropout).to(device)
@@ -243,11 +246,8 @@ def main(argv=None):
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")  # bf16 needs no loss scaling
     best_top1 = 0.0
     if state:
-        (model.module if world_size > 1 else model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        checkpoint.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        checkpoint.restore(state, model=model.module if world_size > 1 else model, optimizer=optimizer,
+                           scheduler=scheduler, scaler=scaler, rank=rank)
         best_top1 = state["best_top1"]
 
     # ---- metrics: drop lines of epochs that will run again (a crash after logging, before saving) ----
@@ -264,7 +264,9 @@ def main(argv=None):
     images_per_sec, row = 0.0, {}
     for epoch in range(start_epoch, config.epochs):
         alpha = mixup_alpha_at(epoch, config)
-        loader = train_loader(alpha)
+        if alpha != loader_alpha:
+            loader = None  # one train pipeline at a time: the old one's memory goes before the new one is built
+            loader, loader_alpha = train_loader(alpha), alpha
         model.train()
         progress = Progress(master, len(loader), epoch)
         loss_sum = torch.zeros((), device=device)
@@ -302,11 +304,10 @@ def main(argv=None):
         else:
             rng = [checkpoint.rng_state()]
         if master:
-            checkpoint.save(checkpoint_path, {
-                "model": (model.module if world_size > 1 else model).state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "epoch": epoch + 1, "best_top1": best_top1, "rng": rng,
-            })
+            checkpoint.save(checkpoint_path, checkpoint.training_state(
+                model=model.module if world_size > 1 else model, optimizer=optimizer, scheduler=scheduler,
+                scaler=scaler, epoch=epoch + 1, best_top1=best_top1, rng=rng,
+            ))
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             log(f"epoch {epoch}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
