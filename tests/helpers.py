@@ -51,6 +51,18 @@ def run_mixup(images, labels, device, iterations=1, seed=7, **mixup_args):
     return [tuple(out.as_cpu().as_array() for out in pipe.run()) for _ in range(iterations)]
 
 
+# The val pipeline against torchvision's PIL eval transform, per image, as the mean absolute
+# difference in normalized units: measured 0.0024 on average and 0.0033 at most (the resize's
+# rounding). A resize without antialiasing would differ by 0.0117 and bicubic by 0.0135.
+VAL_MEAN_TOLERANCE, VAL_MAX_TOLERANCE = 0.005, 0.008
+
+
+def assert_matches_torchvision_val(images, files, crop_size=224):
+    """``images`` (NCHW, normalized) are torchvision's eval transform of ``files``, image for image."""
+    difference = (images.float() - torchvision_val(files, crop_size)).abs().mean(dim=(1, 2, 3))
+    assert difference.mean() < VAL_MEAN_TOLERANCE and difference.max() < VAL_MAX_TOLERANCE, difference
+
+
 def torchvision_val(files, crop_size=224):
     """torchvision's ImageNet eval reference on PIL: Resize(crop / 0.875), CenterCrop, ToTensor, Normalize."""
     import torch

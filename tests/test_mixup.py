@@ -20,7 +20,7 @@ def normalized_chw(images):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("batch_size", [1, 7, 64])
+@pytest.mark.parametrize("batch_size", [2, 7, 64])
 @pytest.mark.parametrize("per_sample", [False, True])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("layout", ["float32-CHW", "uint8-HWC"])
@@ -55,6 +55,18 @@ def test_matches_reference(device, batch_size, per_sample, label_smoothing, layo
         assert np.abs(targets - want_targets.numpy()).max() < 1e-6
         np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
         assert targets.min() >= 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_batch_of_one_is_its_own_partner(device):
+    # A batch of 1 has no other sample to mix with: λ is drawn, and the image comes back as it was.
+    images, labels = photo_crops(1)
+    images = normalized_chw(images)
+    (mixed, targets, lam, perm), = run_mixup(images, labels, device, num_classes=NUM_CLASSES, alpha=1.0,
+                                             return_params=True)
+    assert perm.tolist() == [0] and 0 < lam[0] < 1
+    np.testing.assert_allclose(mixed, np.stack(images), atol=1e-5)
+    np.testing.assert_allclose(targets[0], np.eye(NUM_CLASSES, dtype=np.float32)[labels[0]], atol=1e-6)
 
 
 @pytest.mark.parametrize("alpha", [0.2, 1.0, 8.0])
