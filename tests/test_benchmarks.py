@@ -1,6 +1,7 @@
 """Smoke tests of the benchmarks: they run, and their JSON has the documented fields."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -33,3 +34,34 @@ def test_train_throughput_and_mixup_op_run_on_cpu(tmp_path, imagenet_dir):
     results = json.loads((tmp_path / "op.json").read_text())["results"]
     assert {"normalize", "fused", "composite"} <= set(results)  # the fused CPU operator builds here
     assert all(results[path]["floor_ms"] > 0 for path in ("normalize", "fused", "composite"))
+
+
+def test_gpu_report_runs_every_step_on_the_cpu(tmp_path):
+    _run("benchmarks.gpu_report", "--device", "cpu", "--quick", "--out", tmp_path)
+    report = json.loads((tmp_path / "gpu-report.json").read_text())
+    assert {"environment", "build", "tests", "benchmarks", "targets", "steps"} <= set(report)
+    assert {"cpu", "cores", "gpu", "driver", "python", "torch", "dali"} <= set(report["environment"])
+    assert list(report["steps"]) == ["build", "tests", "mixup_op", "loader", "train_throughput"]
+    assert all(step["status"] == "ok" and step["seconds"] > 0 for step in report["steps"].values()), report["steps"]
+    assert "cpu" in report["build"]["backends"] and report["build"]["library"].endswith(".so")
+    assert report["tests"] and all(test["outcome"] == "passed" for test in report["tests"].values())
+    assert set(report["benchmarks"]) == {"mixup_op", "loader", "train_throughput"}
+    assert [row["target"] for row in report["targets"]] == [
+        "dali_mixup / dali (loader, mixup in the graph)", "dali / torchvision (loader)"]
+    assert all(row["measured"] > 0 and row["met"] in (True, False) for row in report["targets"])
+    text = (tmp_path / "gpu-report.md").read_text()
+    assert all(f"## {section}\n" in text for section in ("Environment", "Build", "Tests", "Benchmarks", "Steps"))
+    # What the device tool brings back: at most 8 files.
+    assert sorted(os.listdir(tmp_path)) == ["gpu-report.json", "gpu-report.md", "loader.json", "loader.png",
+                                            "mixup-op.json", "tests.xml", "train-throughput.json"]
+
+
+def test_gpu_report_records_a_failing_step_and_goes_on(tmp_path):
+    # On this machine every GPU benchmark fails ("torch sees no CUDA GPU"): each is recorded with its
+    # error, the targets are "not measured", and the report is written all the same.
+    _run("benchmarks.gpu_report", "--device", "gpu", "--quick", "--out", tmp_path)
+    report = json.loads((tmp_path / "gpu-report.json").read_text())
+    for name in ("mixup_op", "loader", "train_throughput"):
+        assert report["steps"][name]["status"] == "failed" and "no CUDA GPU" in report["steps"][name]["error"]
+    assert all(row["measured"] is None and row["met"] is None for row in report["targets"])
+    assert "| fused operator / bandwidth floor | <= 2.0 | — | not measured |" in (tmp_path / "gpu-report.md").read_text()
