@@ -3,6 +3,7 @@
 import functools
 import logging
 import numbers
+import os
 
 from nvidia.dali import fn, types
 
@@ -169,7 +170,8 @@ def mixup(
         if images.device in fused_backends():
             return _fused(images, labels, num_classes, alpha, per_sample, label_smoothing, return_params, dtype,
                           mean, std, mirror, output_layout or "CHW")
-        _warn_composed(images.device)
+        if on_gpu and os.environ.get("DALI_MIXUP_FUSED", "1") != "0":  # (the CPU's cause is logged by the build)
+            _warn_composed(images.device)
     if normalize:
         flip = {} if mirror is None else {"mirror": mirror}
         images = fn.crop_mirror_normalize(
