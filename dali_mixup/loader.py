@@ -8,6 +8,7 @@ from nvidia.dali import types
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
+from dali_mixup.mixup import Mixing
 from pipelines import images as image_pipelines
 from pipelines.sources import SOURCES
 
@@ -248,7 +249,7 @@ def make_loader(
     rank, world_size, local_rank = _check_distributed(rank, world_size, local_rank, device)
     image_dtype = _image_dtype(dtype, device)
     training = split == "train"
-    mixing = image_pipelines.Mixing(mixup_alpha, per_sample, label_smoothing)
+    mixing = Mixing(alpha=mixup_alpha, per_sample=per_sample, label_smoothing=label_smoothing)
 
     source = SOURCES[dataset](os.fspath(root), split=split, file_list=file_list, num_classes=num_classes)
     num_batches = source.num_batches(batch_size, training=training, shard_id=rank, num_shards=world_size)

@@ -1,51 +1,97 @@
-"""The mixup operator: a DALI graph fragment for use inside any ``@pipeline_def``."""
+"""The mixup and CutMix operator: a DALI graph fragment for use inside any ``@pipeline_def``."""
 
+import dataclasses
 import functools
 import logging
+import math
 import numbers
 import os
 
+import nvidia.dali.math as dmath
 from nvidia.dali import fn, types
 
 log = logging.getLogger("dali_mixup")
 
 
-def _check_normalize_args(mean, std, mirror, output_layout):
+def _number(name, value, low, high=math.inf, *, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
+    if not (low <= value < high if high_open else low <= value <= high):  # also refuses NaN
+        upper = f"{high:g})" if high_open else ("inf)" if high == math.inf else f"{high:g}]")
+        raise ValueError(f"{name} must be in [{low:g}, {upper}, got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mixing:
+    """How a batch is mixed, in the terms of timm's ``Mixup``; the arguments are checked when it is made.
+
+    Args:
+        alpha: mixup's λ ~ Beta(α, α); 0 turns mixup off.
+        cutmix_alpha: CutMix's λ ~ Beta(α, α); 0 turns CutMix off unless ``cutmix_minmax`` is set.
+        cutmix_minmax: ``(lo, hi)``: CutMix box sides uniform in ``[lo·H, hi·H)`` and
+            ``[lo·W, hi·W)``, placed inside the image (timm's ``rand_bbox_minmax``), instead of
+            sides ``int(H·√(1−λ))`` and ``int(W·√(1−λ))`` around a uniform centre (``rand_bbox``).
+        prob: the probability of mixing at all; a sample left alone keeps its image and its one-hot target.
+        switch_prob: with both mixup and CutMix on, the probability of CutMix instead of mixup.
+        per_sample: draw λ, the switch, ``prob`` and the box for every sample (timm's ``elem``
+            mode) instead of once for the batch.
+        correct_lam: CutMix's target weight becomes ``1 − box area / (H·W)``, the share of its own
+            pixels (always so with ``cutmix_minmax``).
+        label_smoothing: ε in ``[0, 1)``: the one-hot rows become ``(1 − ε)·onehot + ε/C``.
+    """
+
+    alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    cutmix_minmax: tuple = None
+    prob: float = 1.0
+    switch_prob: float = 0.5
+    per_sample: bool = False
+    correct_lam: bool = True
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        _number("alpha", self.alpha, 0.0)
+        _number("cutmix_alpha", self.cutmix_alpha, 0.0)
+        _number("prob", self.prob, 0.0, 1.0)
+        _number("switch_prob", self.switch_prob, 0.0, 1.0)
+        _number("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        for name in ("per_sample", "correct_lam"):
+            if not isinstance(getattr(self, name), bool):
+                value = getattr(self, name)
+                raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
+        if self.cutmix_minmax is not None:
+            minmax = self.cutmix_minmax
+            if (not isinstance(minmax, (tuple, list)) or len(minmax) != 2
+                    or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in minmax)
+                    or not 0 < minmax[0] < minmax[1] <= 1):
+                raise ValueError(f"cutmix_minmax must be (lo, hi) with 0 < lo < hi <= 1, got {minmax!r}")
+            object.__setattr__(self, "cutmix_minmax", (float(minmax[0]), float(minmax[1])))
+
+    @property
+    def cutmix(self):
+        return self.cutmix_alpha > 0 or self.cutmix_minmax is not None
+
+    @property
+    def mixes(self):
+        return self.alpha > 0 or self.cutmix
+
+
+def _check_normalize_args(mean, std, mirror, output_layout, cutmix):
     if (mean is None) != (std is None):
         raise ValueError("mean and std go together: give both (uint8 HWC crops to normalize) or neither")
+    if output_layout not in (None, "CHW", "HWC"):
+        raise ValueError(f"output_layout must be 'CHW' or 'HWC', got {output_layout!r}")
     if mean is None:
-        if mirror is not None or output_layout is not None:
-            raise ValueError("mirror and output_layout need mean and std (the fused normalize path)")
+        if mirror is not None:
+            raise ValueError("mirror needs mean and std (the fused normalize path)")
+        if output_layout is not None and not cutmix:
+            raise ValueError("output_layout needs mean and std, or CutMix (then it is the layout of plain images)")
         return
     for name, values in (("mean", mean), ("std", std)):
         if len(values) != 3 or not all(isinstance(v, numbers.Real) for v in values):
             raise ValueError(f"{name} must be 3 numbers, one per channel, got {values!r}")
     if not all(v > 0 for v in std):
         raise ValueError(f"std must be > 0, got {std!r}")
-    if output_layout not in (None, "CHW", "HWC"):
-        raise ValueError(f"output_layout must be 'CHW' or 'HWC', got {output_layout!r}")
-
-
-def check_mixing(alpha, per_sample, label_smoothing):
-    """Raise a TypeError or ValueError naming the first of the mixing arguments that is invalid.
-
-    Args:
-        alpha: Beta concentration, a number ``>= 0``.
-        per_sample: a bool.
-        label_smoothing: a number in ``[0, 1)``.
-    """
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"alpha must be a number, got {type(alpha).__name__} ({alpha!r})")
-    if not alpha >= 0:  # also refuses NaN
-        raise ValueError(f"alpha must be >= 0 (0 turns mixup off), got {alpha}")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
-        raise TypeError(
-            f"label_smoothing must be a number, got {type(label_smoothing).__name__} ({label_smoothing!r})"
-        )
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    if not isinstance(per_sample, bool):
-        raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__} ({per_sample!r})")
 
 
 def _check_args(num_classes, return_params, dtype):
@@ -70,30 +116,118 @@ def _one_hot(labels, num_classes, label_smoothing):
     )
 
 
-def _draw(alpha, per_sample):
-    """λ and the partner permutation, drawn in the graph on the CPU."""
+def _as_float(node):
+    return fn.cast(node, dtype=types.FLOAT)
+
+
+def _floor_int(node):
+    return fn.cast(dmath.floor(node), dtype=types.INT32)
+
+
+def _cutmix_box(mixing, lam, uniform, height, width):
+    """The CutMix box ``[y0, x0, y1, x1)`` (int32) and its area's share of the image (float32), from
+    CutMix's λ and four uniform draws in ``[0, 1)``, as timm's ``rand_bbox`` or ``rand_bbox_minmax``."""
+    if mixing.cutmix_minmax is None:
+        ratio = dmath.sqrt(1.0 - lam)
+        cut = [_floor_int(_as_float(size) * ratio) for size in (height, width)]
+        centre = [_floor_int(uniform[k] * _as_float(size)) for k, size in enumerate((height, width))]
+        low = [dmath.clamp(c - s // 2, 0, size) for c, s, size in zip(centre, cut, (height, width))]
+        high = [dmath.clamp(c + (s + 1) // 2, 0, size) for c, s, size in zip(centre, cut, (height, width))]
+    else:
+        lo, hi = mixing.cutmix_minmax
+        low, high = [], []
+        for k, size in enumerate((height, width)):
+            shortest, longest = _floor_int(_as_float(size) * lo), _floor_int(_as_float(size) * hi)
+            cut = shortest + _floor_int(uniform[k] * _as_float(longest - shortest))  # randint(shortest, longest)
+            low.append(_floor_int(uniform[k + 2] * _as_float(size - cut + 1)))  # randint(0, size - cut + 1)
+            high.append(low[-1] + cut)
+    box = fn.cast(fn.stack(low[0], low[1], high[0], high[1]), dtype=types.INT32)
+    area = _as_float((high[0] - low[0]) * (high[1] - low[1])) / (_as_float(height) * _as_float(width))
+    return box, area
+
+
+def _draw(mixing, image_size):
+    """``(lam, perm, box)`` drawn in the graph on the CPU: the weight of each sample's own label
+    (float32), its partner (int32), and its CutMix box (int32 ``[4]``, empty for a blended or
+    untouched sample; None without CutMix). Per sample or, as in timm's batch mode, one draw for
+    the batch: then every sample takes the first sample's. ``image_size()`` gives ``(height,
+    width)`` as graph nodes, for CutMix's box."""
     perm = fn.batch_permutation()
-    lam = fn.random.beta(alpha=float(alpha), beta=float(alpha))
-    if not per_sample:
-        # Every sample takes the first sample's draw: one λ per batch, decided in the graph.
-        lam = fn.permute_batch(lam, indices=perm * 0)
-    return lam, perm
+
+    def once(node):
+        return node if mixing.per_sample else fn.permute_batch(node, indices=perm * 0)
+
+    if not mixing.cutmix:  # mixup alone: the graph of before CutMix, op for op, so the same draws
+        lam = once(fn.random.beta(alpha=float(mixing.alpha), beta=float(mixing.alpha)))
+        if mixing.prob < 1:
+            lam = 1.0 + once(_as_float(fn.random.coin_flip(probability=mixing.prob))) * (lam - 1.0)
+        return lam, perm, None
+    # Each sample is cut (weight `cut`), blended (`blend`) or left alone; these are 0 or 1.
+    cut = blend = None
+    if mixing.alpha > 0:
+        lam_mix = once(fn.random.beta(alpha=float(mixing.alpha), beta=float(mixing.alpha)))
+        cut = once(_as_float(fn.random.coin_flip(probability=mixing.switch_prob)))
+        blend = 1.0 - cut
+    if mixing.prob < 1:
+        apply = once(_as_float(fn.random.coin_flip(probability=mixing.prob)))
+        cut, blend = (apply, None) if cut is None else (cut * apply, blend * apply)
+    lam_cut = None
+    if mixing.cutmix_minmax is None:
+        lam_cut = once(fn.random.beta(alpha=float(mixing.cutmix_alpha), beta=float(mixing.cutmix_alpha)))
+    uniform = once(fn.random.uniform(range=[0.0, 1.0], shape=[4]))
+    box, area = _cutmix_box(mixing, lam_cut, uniform, *image_size())
+    if mixing.correct_lam or lam_cut is None:
+        lam_cut = 1.0 - area
+    if cut is None:  # CutMix on every sample
+        return lam_cut, perm, box
+    lam = cut * lam_cut + (1.0 - cut) + (0.0 if blend is None else blend * (lam_mix - 1.0))
+    return lam, perm, box * fn.cast(cut, dtype=types.INT32)
 
 
-def _fused(images, labels, num_classes, alpha, per_sample, label_smoothing, return_params, dtype, mean, std, mirror,
-           output_layout):
+def _image_size(images, layout):
+    """``(height, width)`` of ``images`` (int32 graph nodes, CPU) for its layout."""
+    shape = fn.cast(images.shape(), dtype=types.INT32)
+    return (shape[1], shape[2]) if layout == "CHW" else (shape[0], shape[1])
+
+
+def _fused(images, labels, num_classes, mixing, draws, dtype, mean, std, mirror, output_layout):
     """One pass with the MixupNormalize plugin: read each crop and its partner once, write the output once."""
-    lam, perm = _draw(alpha, per_sample)
+    lam, perm, box = draws
     labels = fn.cast(labels, dtype=types.INT32)  # a CPU input on either backend, like λ, partners and flips
-    flip = {} if mirror is None else {"mirror": fn.cast(mirror, dtype=types.INT32)}
-    images, targets = fn.mixup_normalize(
+    extra = {} if mirror is None else {"mirror": fn.cast(mirror, dtype=types.INT32)}
+    if box is not None:
+        extra["box"] = box
+    return fn.mixup_normalize(
         images, labels, lam=lam, partner=perm, mean=list(map(float, mean)), std=list(map(float, std)),
-        num_classes=num_classes, label_smoothing=float(label_smoothing), dtype=dtype, output_layout=output_layout,
-        **flip,
+        num_classes=num_classes, label_smoothing=float(mixing.label_smoothing), dtype=dtype,
+        output_layout=output_layout, **extra,
     )
-    if return_params:
-        return images, targets, lam, perm
-    return images, targets
+
+
+def _composed(images, one_hot, draws, dtype, on_gpu):
+    """The same mix with stock DALI operators: permute_batch for the partners, arithmetic for the blend,
+    and for CutMix a mask that fn.erase cuts the box into."""
+    lam, perm, box = draws
+    targets = lam * one_hot + (1 - lam) * fn.permute_batch(one_hot, indices=perm)
+    weight = lam
+    if box is not None:  # a cut sample keeps its own pixels outside the box
+        has_box = _as_float((box[2] > box[0]) & (box[3] > box[1]))
+        weight = lam + has_box * (1.0 - lam)
+    if on_gpu:
+        # λ is drawn on the CPU (fn.random.beta has no GPU backend); a scalar per sample is
+        # all that crosses to the GPU, where the blend itself runs.
+        weight = weight.gpu()
+        targets = targets.gpu()
+    if dtype == types.FLOAT16:
+        weight = fn.cast(weight, dtype=types.FLOAT16)
+    partners = fn.permute_batch(images, indices=perm)
+    mixed = weight * images + (1 - weight) * partners
+    if box is None:
+        return mixed, targets
+    corner = _as_float(fn.stack(box[0], box[1]))
+    size = _as_float(fn.stack(box[2] - box[0], box[3] - box[1]))
+    outside = fn.erase(mixed * 0 + 1, anchor=corner, shape=size, axis_names="HW", fill_value=0)
+    return mixed * outside + partners * (1 - outside), targets
 
 
 @functools.lru_cache(maxsize=None)
@@ -120,25 +254,36 @@ def mixup(
     std=None,
     mirror=None,
     output_layout=None,
+    cutmix_alpha=0.0,
+    cutmix_minmax=None,
+    correct_lam=True,
+    switch_prob=0.5,
+    prob=1.0,
 ):
-    """Mix each sample with a random partner from the same batch, inside the DALI graph.
+    """Mix each sample with a random partner from the same batch, inside the DALI graph: mixup, CutMix, or both.
 
     For every iteration the graph draws a fresh permutation ``perm`` of the batch
-    (``fn.batch_permutation``) and ``λ ~ Beta(alpha, alpha)`` (``fn.random.beta``); nothing is
-    drawn on the host. Sample ``i`` becomes ``λ·x_i + (1−λ)·x_perm(i)`` and its target the same
-    blend of the one-hot labels. With ``alpha == 0`` (ERM) the images pass through untouched,
-    the targets are one-hot, and no blending op is added to the graph.
+    (``fn.batch_permutation``), so any batch size works, and the mixing parameters (``fn.random``);
+    nothing is drawn on the host. With mixup, sample ``i`` becomes ``λ·x_i + (1−λ)·x_perm(i)``; with
+    CutMix it takes its partner's pixels inside a box and its own outside. Its target is
+    ``λ·y_i + (1−λ)·y_perm(i)`` of the (smoothed) one-hot labels, λ being the weight of its own
+    label. With ``alpha == 0`` and no CutMix (ERM) the images pass through untouched, the targets
+    are one-hot, and no mixing op is added to the graph.
 
     Args:
-        images: DALI batch on CPU or GPU, any layout, one shape across the batch.
+        images: DALI batch on CPU or GPU, one shape across the batch; any layout for mixup, CHW or
+            HWC (``output_layout``) for CutMix.
         labels: integer class ids in ``[0, num_classes)``, one per sample (shape ``()`` or ``(1,)``).
         num_classes: number of classes, ``>= 1``.
-        alpha: Beta concentration, ``>= 0``. The paper uses 1 for CIFAR and 0.2 for ImageNet.
-        per_sample: draw one ``λ`` per sample instead of one for the whole batch (the paper).
+        alpha: mixup's Beta concentration, ``>= 0``. The paper uses 1 for CIFAR and 0.2 for ImageNet.
+        per_sample: draw λ (and the switch, ``prob`` and the box) for each sample instead of once
+            for the batch (timm's ``elem`` mode; the paper draws once per batch).
         label_smoothing: ``eps`` in ``[0, 1)``; the one-hot rows become
             ``(1 - eps) * one_hot + eps / num_classes`` before the blend.
-        return_params: also return ``λ`` (float32, one per sample) and ``perm`` (int32, one per
-            sample), both on the CPU. With ``alpha == 0``, ``λ`` is 1 and ``perm`` has no effect.
+        return_params: also return ``λ`` (float32, the weight of each sample's own label) and
+            ``perm`` (int32), and with CutMix the box (int32 ``[y0, x0, y1, x1]``, half-open, in
+            output pixels; empty where a sample was blended or left alone), all on the CPU. With
+            ``alpha == 0`` and no CutMix, ``λ`` is 1 and ``perm`` has no effect.
         dtype: type of the mixed images, ``types.FLOAT`` or ``types.FLOAT16``. FLOAT16 needs
             GPU images of type float16 or an integer type (DALI's CPU arithmetic has no float16).
         mean: per-channel mean (3 values). With ``mean`` and ``std``, ``images`` are uint8 HWC
@@ -147,17 +292,27 @@ def mixup(
             when it is built (see ``dali_mixup.build``), else with stock DALI operators.
         std: per-channel standard deviation (3 values, > 0).
         mirror: per-sample flip flags (e.g. ``fn.random.coin_flip()``); each sample is flipped
-            by its own flag before the blend, as ``crop_mirror_normalize`` then mixup would.
-        output_layout: ``"CHW"`` (default) or ``"HWC"`` for the normalized images.
+            by its own flag before it is mixed, as ``crop_mirror_normalize`` then mixup would.
+        output_layout: ``"CHW"`` (default) or ``"HWC"``: of the normalized images, or, for plain
+            images with CutMix, their own layout (where H and W are).
+        cutmix_alpha: CutMix's Beta concentration, ``>= 0``; 0 is no CutMix (unless ``cutmix_minmax``).
+        cutmix_minmax: None, or ``(lo, hi)`` for box sides uniform in ``[lo·H, hi·H)`` and
+            ``[lo·W, hi·W)`` (timm's ``rand_bbox_minmax``; CutMix is then on).
+        correct_lam: CutMix's λ becomes the share of the sample's own pixels, ``1 − area/(H·W)``
+            (always so with ``cutmix_minmax``).
+        switch_prob: with both ``alpha`` and CutMix on, the probability of CutMix instead of mixup.
+        prob: the probability of mixing a batch (or a sample, with ``per_sample``) at all.
 
     Returns:
-        ``(images, targets)``, or ``(images, targets, lam, perm)`` with ``return_params``.
-        ``targets`` are float32 ``[num_classes]`` per sample, on the images' device; each row
-        sums to 1.
+        ``(images, targets)``, or with ``return_params`` ``(images, targets, lam, perm)`` and,
+        with CutMix, ``(images, targets, lam, perm, box)``. ``targets`` are float32
+        ``[num_classes]`` per sample, on the images' device; each row sums to 1.
     """
     _check_args(num_classes, return_params, dtype)
-    check_mixing(alpha, per_sample, label_smoothing)
-    _check_normalize_args(mean, std, mirror, output_layout)
+    mixing = Mixing(alpha=alpha, cutmix_alpha=cutmix_alpha, cutmix_minmax=cutmix_minmax, prob=prob,
+                    switch_prob=switch_prob, per_sample=per_sample, correct_lam=correct_lam,
+                    label_smoothing=label_smoothing)
+    _check_normalize_args(mean, std, mirror, output_layout, mixing.cutmix)
     on_gpu = images.device == "gpu"
     if dtype == types.FLOAT16 and not on_gpu:
         raise ValueError("dtype=types.FLOAT16 needs GPU images; DALI's CPU arithmetic has no float16")
@@ -166,10 +321,13 @@ def mixup(
     # which ``python -m dali_mixup.build`` runs as __main__.
     from dali_mixup.build import fused_backends
 
-    if normalize and alpha > 0:
+    draws = None
+    if mixing.mixes:  # the crops are HWC when normalized here; plain images are in output_layout
+        draws = _draw(mixing, lambda: _image_size(images, "HWC" if normalize else output_layout or "CHW"))
+    if normalize and mixing.mixes:
         if images.device in fused_backends():
-            return _fused(images, labels, num_classes, alpha, per_sample, label_smoothing, return_params, dtype,
-                          mean, std, mirror, output_layout or "CHW")
+            mixed = _fused(images, labels, num_classes, mixing, draws, dtype, mean, std, mirror, output_layout or "CHW")
+            return (*mixed, *(d for d in draws if d is not None)) if return_params else mixed
         if on_gpu and os.environ.get("DALI_MIXUP_FUSED", "1") != "0":  # (the CPU's cause is logged by the build)
             _warn_composed(images.device)
     if normalize:
@@ -179,27 +337,10 @@ def mixup(
         )
 
     one_hot = _one_hot(labels, num_classes, label_smoothing)
-    if alpha == 0:
+    if not mixing.mixes:
         targets = one_hot.gpu() if on_gpu else one_hot
         if not return_params:
             return images, targets
-        lam = fn.ones(shape=[], dtype=types.FLOAT)
-        return images, targets, lam, fn.batch_permutation()
-
-    lam, perm = _draw(alpha, per_sample)
-    targets = lam * one_hot + (1 - lam) * fn.permute_batch(one_hot, indices=perm)
-
-    lam_images = lam
-    if on_gpu:
-        # λ is drawn on the CPU (fn.random.beta has no GPU backend); a scalar per sample is
-        # all that crosses to the GPU, where the blend itself runs.
-        lam_images = lam.gpu()
-        targets = targets.gpu()
-    if dtype == types.FLOAT16:
-        lam_images = fn.cast(lam_images, dtype=types.FLOAT16)
-    partners = fn.permute_batch(images, indices=perm)
-    images = lam_images * images + (1 - lam_images) * partners
-
-    if return_params:
-        return images, targets, lam, perm
-    return images, targets
+        return images, targets, fn.ones(shape=[], dtype=types.FLOAT), fn.batch_permutation()
+    mixed = _composed(images, one_hot, draws, dtype, on_gpu)
+    return (*mixed, *(d for d in draws if d is not None)) if return_params else mixed

@@ -11,7 +11,7 @@ import dataclasses
 import nvidia.dali.math as dmath
 from nvidia.dali import Pipeline, fn, pipeline_def, types
 
-from dali_mixup.mixup import check_mixing, mixup
+from dali_mixup.mixup import mixup
 
 # torchvision's and timm's ImageNet eval: resize the shorter side to crop / 0.875, then center-crop.
 VAL_CROP_RATIO = 0.875
@@ -169,24 +169,6 @@ class PadCrop:
 AUGMENTS = {"random_resized_crop": RandomResizedCrop, "pad_crop": PadCrop}
 
 
-@dataclasses.dataclass(frozen=True)
-class Mixing:
-    """How train batches are mixed: the arguments of :func:`dali_mixup.mixup`.
-
-    Args:
-        alpha: Beta(α, α); 0 is ERM (one-hot targets).
-        per_sample: one λ per sample instead of one per batch.
-        label_smoothing: ε in ``[0, 1)``.
-    """
-
-    alpha: float = 0.0
-    per_sample: bool = False
-    label_smoothing: float = 0.0
-
-    def __post_init__(self):
-        check_mixing(self.alpha, self.per_sample, self.label_smoothing)
-
-
 def _layout(channels_last):
     return "HWC" if channels_last else "CHW"
 
@@ -198,7 +180,7 @@ def train_pipeline(source, augment, mixing, *, shard_id, num_shards, device, ord
     Args:
         source: a source of ``pipelines.sources``.
         augment: :class:`RandomResizedCrop` or :class:`PadCrop`.
-        mixing: :class:`Mixing`; :func:`dali_mixup.mixup` also flips, normalizes (with the
+        mixing: :class:`dali_mixup.mixup.Mixing`; :func:`dali_mixup.mixup` also flips, normalizes (with the
             source's mean and std) and lays out the crops, in one pass when its fused
             operator is built.
         shard_id, num_shards: this rank and the world size.
@@ -216,9 +198,7 @@ def train_pipeline(source, augment, mixing, *, shard_id, num_shards, device, ord
         crops,
         labels,
         num_classes=source.num_classes,
-        alpha=mixing.alpha,
-        per_sample=mixing.per_sample,
-        label_smoothing=mixing.label_smoothing,
+        **dataclasses.asdict(mixing),
         dtype=image_dtype,
         mean=source.mean,
         std=source.std,

@@ -53,13 +53,14 @@ def _graph_ops(pipe):
         return open(path).read()
 
 
-def reference(images, labels, flips, lam, perm, layout, label_smoothing=0.0):
+def reference(images, labels, flips, lam, perm, layout, label_smoothing=0.0, box=None):
     x = np.stack([image[:, ::-1] if flip else image for image, flip in zip(images, flips)]).astype(np.float32)
     x = torch.from_numpy((x - MEAN) / STD)
     if layout == "CHW":
         x = x.permute(0, 3, 1, 2)
     return mixup_reference(x, torch.tensor(np.array(labels)), torch.from_numpy(lam), torch.from_numpy(perm).long(),
-                           10, label_smoothing=label_smoothing)
+                           10, label_smoothing=label_smoothing, box=None if box is None else torch.from_numpy(box),
+                           layout=layout)
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "fallback"])
@@ -119,14 +120,16 @@ GUARD = 16  # values before and after every sample's output (blend_on_host.cc)
 
 
 def run_on_host(program, folder, images, labels, partner, lam, mirror, *, layout, dtype, in_offset=0, out_offset=0,
-                reverse=False, label_smoothing=0.0, geometry=()):
+                reverse=False, label_smoothing=0.0, geometry=(), boxes=None):
     """Run the host program on a batch; ``(wide, outputs, before, after, targets)`` per sample as numpy arrays.
 
-    ``before`` and ``after`` are each sample's guards (with the offset's values before it)."""
+    ``before`` and ``after`` are each sample's guards (with the offset's values before it); ``boxes``
+    are the CutMix boxes (``[n, 4]`` int32), all empty when None."""
     n, (height, width, _) = len(images), images[0].shape
+    boxes = np.zeros((n, 4), np.int32) if boxes is None else np.asarray(boxes, np.int32)
     inputs = folder / "in.bin"
     with open(inputs, "wb") as f:
-        for array in (np.stack(images), partner, lam, mirror, np.asarray(labels, np.int32), MEAN, STD):
+        for array in (np.stack(images), partner, lam, mirror, np.asarray(labels, np.int32), boxes, MEAN, STD):
             f.write(np.ascontiguousarray(array, dtype=array.dtype if array.dtype == np.uint8 else None).tobytes())
     outputs = folder / "out.bin"
     args = [n, height, width, 10, int(layout == "CHW"), int(dtype == np.float16), in_offset, out_offset, int(reverse),
@@ -182,11 +185,20 @@ def test_the_cuda_backend_run_on_the_host_matches_the_reference(blend_on_host, t
     flips = np.array([0, 1, 1, 0, 1, 0, 0, 1][:n], np.int32)
     if n == 8:
         assert len({(flips[i], flips[j]) for i, j in enumerate(perm)}) == 4, "each (self, partner) flip pair occurs"
-    expected, expected_targets = reference(images, labels, flips, lam, perm, layout, label_smoothing=0.1)
-    for reverse in (False, True):
+    # CutMix boxes on some samples: one whose edges fall inside groups of 4, the whole image, a corner;
+    # the other samples are blended.
+    boxes = np.zeros((n, 4), np.int32)
+    boxes[1] = [min(2, height - 1), 3, height - 1, min(17, width)]
+    if n > 6:
+        boxes[4] = [0, 0, height, width]
+        boxes[6] = [height - 3, width - 5, height, width]
+    for reverse, cut in ((False, False), (True, False), (False, True), (True, True)):
+        expected, expected_targets = reference(images, labels, flips, lam, perm, layout, label_smoothing=0.1,
+                                               box=boxes if cut else None)
         used_wide, out, before, after, targets = run_on_host(
             blend_on_host, tmp_path, images, labels, perm, lam, flips, layout=layout, dtype=dtype,
-            in_offset=in_offset, out_offset=out_offset, reverse=reverse, label_smoothing=0.1, geometry=geometry)
+            in_offset=in_offset, out_offset=out_offset, reverse=reverse, label_smoothing=0.1, geometry=geometry,
+            boxes=boxes if cut else None)
         assert used_wide == wide
         if dtype == np.float16:
             assert _half_ulp_error(out, expected.numpy()).max() <= 1.0  # rounded to nearest

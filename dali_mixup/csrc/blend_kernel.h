@@ -33,6 +33,9 @@ namespace dali_mixup {
 
 constexpr int kGroup = 4;  // pixels per group: 12 bytes, three aligned words
 
+// One sample's work. Pixels inside `box` ([y0, x0, y1, x1), half-open, in output pixels) take
+// `inside`, the others `outside`: a blended sample has an empty box and blends with its λ
+// everywhere; a CutMix sample takes its own pixels outside the box and its partner's inside.
 struct SampleDesc {
   const uint8_t *self;
   const uint8_t *partner;
@@ -40,11 +43,15 @@ struct SampleDesc {
   float *targets;
   int label_self;
   int label_partner;
-  Blend blend;
-  float lam;
+  Blend outside;
+  Blend inside;
+  int box[4];
+  float lam;  // the weight of the sample's own label
   int flip_self;
   int flip_partner;
 };
+
+inline bool IsEmptyBox(const int *box) { return box[0] >= box[2] || box[1] >= box[3]; }
 
 // The wide path needs whole groups and buffers aligned for its words and vectors. With
 // width % 4 == 0 every row starts on a multiple of 12 bytes, and every group's output on a
@@ -75,16 +82,22 @@ inline int BlocksPerSample(int height, int width) {
                     kMaxBlocksPerSample);
 }
 
-// The descriptors of a batch: sample i blended with partner[i], each flipped by its own flag.
-// image(i), out(i) and targets(i) give sample i's buffers.
+// The descriptors of a batch: sample i mixed with partner[i], each flipped by its own flag; boxes
+// holds 4 ints per sample (see SampleDesc), or is null for no CutMix at all. image(i), out(i) and
+// targets(i) give sample i's buffers.
 template <typename ImageAt, typename OutAt, typename TargetsAt>
 void MakeSampleDescs(SampleDesc *descs, int n, ImageAt image, OutAt out, TargetsAt targets, const int *partner,
-                     const float *lam, const int *mirror, const int *labels, const std::vector<float> &mean,
-                     const std::vector<float> &std) {
+                     const float *lam, const int *mirror, const int *labels, const int *boxes,
+                     const std::vector<float> &mean, const std::vector<float> &std) {
   for (int i = 0; i < n; i++) {
     const int j = partner[i];
-    descs[i] = {image(i), image(j), out(i), targets(i), labels[i], labels[j], MakeBlend(lam[i], mean, std), lam[i],
-                mirror[i], mirror[j]};
+    SampleDesc &d = descs[i];
+    d = {image(i), image(j), out(i), targets(i), labels[i], labels[j], MakeBlend(lam[i], mean, std),
+         MakeBlend(0.0f, mean, std), {0, 0, 0, 0}, lam[i], mirror[i], mirror[j]};
+    if (boxes != nullptr && !IsEmptyBox(boxes + 4 * i)) {
+      d.outside = MakeBlend(1.0f, mean, std);  // CutMix: its own pixels outside the box
+      std::copy(boxes + 4 * i, boxes + 4 * i + 4, d.box);
+    }
   }
 }
 
@@ -161,7 +174,8 @@ DALI_HOST_DEV inline void LoadGroup(const uint8_t *image, bool flip, int width, 
   }
 }
 
-// Group `group` of sample s, counted row by row: out = a * x_i + b * x_j + offset per channel.
+// Group `group` of sample s, counted row by row: out = a * x_i + b * x_j + offset per channel, with
+// the inside blend's a, b and offset in the box and the outside blend's elsewhere.
 template <typename Out, bool kCHW, bool kWide>
 DALI_HOST_DEV inline void BlendGroup(const SampleDesc &s, int height, int width, int group) {
   const int groups_per_row = GroupsPerRow(width);
@@ -171,11 +185,15 @@ DALI_HOST_DEV inline void BlendGroup(const SampleDesc &s, int height, int width,
   uint8_t xi[3 * kGroup] = {}, xj[3 * kGroup] = {};
   LoadGroup<kWide>(s.self, s.flip_self, width, y, x0, count, xi);
   LoadGroup<kWide>(s.partner, s.flip_partner, width, y, x0, count, xj);
+  const bool row_in_box = y >= s.box[0] && y < s.box[2];
   float v[3 * kGroup];  // HWC order: pixel k, channel c at 3 * k + c
 #pragma unroll
   for (int e = 0; e < 3 * kGroup; e++) {
-    const int c = e % 3;
-    v[e] = s.blend.a[c] * xi[e] + s.blend.b[c] * xj[e] + s.blend.offset[c];
+    const int c = e % 3, x = x0 + e / 3;
+    // Selects of values, not of a reference to one of the blends: the descriptor stays in registers.
+    const bool in = row_in_box && x >= s.box[1] && x < s.box[3];
+    v[e] = (in ? s.inside.a[c] : s.outside.a[c]) * xi[e] + (in ? s.inside.b[c] : s.outside.b[c]) * xj[e] +
+           (in ? s.inside.offset[c] : s.outside.offset[c]);
   }
   Out *out = static_cast<Out *>(s.out);
   const int plane = height * width, p0 = y * width + x0;

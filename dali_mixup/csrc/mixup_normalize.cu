@@ -42,7 +42,7 @@ void MixupNormalize<::dali::GPUBackend>::RunImpl(::dali::Workspace &ws) {
   MakeSampleDescs(
       host.data(), n, [&](int i) { return images.tensor<uint8_t>(i); }, [&](int i) { return out.raw_mutable_tensor(i); },
       [&](int i) { return targets.mutable_tensor<float>(i); }, partner_.data(), lam_.data(), mirror_.data(),
-      labels_.data(), mean_, std_);
+      labels_.data(), boxes(), mean_, std_);
   cudaStream_t stream = ws.stream();
   // Stream-ordered scratch memory from DALI's pool, released when the kernels are done with it; the
   // descriptors go through a pinned staging buffer, so the copy does not stall the stream.

@@ -1,12 +1,15 @@
-// MixupNormalize: mixup, flip and normalization of uint8 HWC crops in one pass over the batch.
+// MixupNormalize: mixup or CutMix, flip and normalization of uint8 HWC crops in one pass over the batch.
 //
 // For sample i with partner j = partner[i]:
 //   out_i = (lam_i * flip_i(x_i) + (1 - lam_i) * flip_j(x_j) - mean) / std, laid out as CHW or HWC,
 //   targets_i = lam_i * onehot(y_i) + (1 - lam_i) * onehot(y_j), with the one-hot rows smoothed.
+// With a non-empty box [y0, x0, y1, x1) the sample is cut instead of blended: its pixels inside
+// the box are its partner's, the others its own (lam_i still weighs the targets).
 // Each sample is read once as itself and once as a partner, and the output is written once.
 #ifndef DALI_MIXUP_MIXUP_NORMALIZE_H_
 #define DALI_MIXUP_MIXUP_NORMALIZE_H_
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -69,6 +72,7 @@ class MixupNormalize : public ::dali::Operator<Backend> {
     }
     height_ = n ? shape[0][0] : 0;
     width_ = n ? shape[0][1] : 0;
+    ReadBoxes(ws, n);
     output_desc.resize(2);
     ::dali::TensorShape<3> out_shape = chw_ ? ::dali::TensorShape<3>{3, height_, width_}
                                             : ::dali::TensorShape<3>{height_, width_, 3};
@@ -79,13 +83,35 @@ class MixupNormalize : public ::dali::Operator<Backend> {
 
   void RunImpl(::dali::Workspace &ws) override;
 
+  // The per-sample CutMix boxes, 4 int32 each, checked to lie in the image; none without the argument.
+  void ReadBoxes(const ::dali::Workspace &ws, int n) {
+    has_boxes_ = this->spec_.HasTensorArgument("box");
+    boxes_.assign(has_boxes_ ? 4 * n : 0, 0);
+    if (!has_boxes_) return;
+    const auto &boxes = ws.ArgumentInput("box");
+    DALI_ENFORCE(boxes.type() == DALI_INT32, "box must be int32");
+    for (int i = 0; i < n; i++) {
+      DALI_ENFORCE(::dali::volume(boxes.tensor_shape(i)) == 4,
+                   ::dali::make_string("the box of sample ", i, " needs 4 values [y0, x0, y1, x1]"));
+      const int *box = boxes.tensor<int>(i);
+      DALI_ENFORCE(0 <= box[0] && box[0] <= box[2] && box[2] <= height_ && 0 <= box[1] && box[1] <= box[3] &&
+                       box[3] <= width_,
+                   ::dali::make_string("the box [", box[0], ", ", box[1], ", ", box[2], ", ", box[3], ") of sample ",
+                                       i, " is not inside the ", height_, "x", width_, " image"));
+      std::copy(box, box + 4, boxes_.begin() + 4 * i);
+    }
+  }
+
+  const int *boxes() const { return has_boxes_ ? boxes_.data() : nullptr; }
+
   std::vector<float> mean_, std_;
   ::dali::DALIDataType dtype_;
   bool chw_;
   int num_classes_;
   float label_smoothing_;
   std::vector<float> lam_;
-  std::vector<int> partner_, mirror_, labels_;
+  std::vector<int> partner_, mirror_, labels_, boxes_;
+  bool has_boxes_ = false;
   int64_t height_ = 0, width_ = 0;
 };
 

@@ -7,7 +7,8 @@
 //                 label_smoothing [threads_per_block blocks_per_sample]
 //
 // IN holds the uint8 HWC images back to back, then partner, lam, mirror and labels (n each, int32 or
-// float32) and mean and std (3 float32 each). Each sample gets buffers of its own, so that reading or
+// float32), the CutMix boxes (4 int32 per sample, [y0, x0, y1, x1), empty for a blend) and mean and
+// std (3 float32 each). Each sample gets buffers of its own, so that reading or
 // writing outside a sample is an error AddressSanitizer reports: its image starts `in_offset` bytes
 // into an allocation of exactly its size, its output `out_offset` values past a 16-value guard, with
 // 16 guard values after it; everything starts as NaN (0xFF bytes, as float or half). OUT receives, in order: whether the wide path ran
@@ -81,7 +82,7 @@ int main(int argc, char **argv) {
   const auto images = Read<uint8_t>(in, n * values);
   const auto partner = Read<int>(in, n);
   const auto lam = Read<float>(in, n);
-  const auto mirror = Read<int>(in, n), labels = Read<int>(in, n);
+  const auto mirror = Read<int>(in, n), labels = Read<int>(in, n), boxes = Read<int>(in, 4 * n);
   const auto mean = Read<float>(in, 3), std = Read<float>(in, 3);
 
   // Every buffer is an allocation of exactly its size, 64-byte aligned before the offsets.
@@ -98,7 +99,7 @@ int main(int argc, char **argv) {
       samples.data(), n, [&](int i) { return inputs[i].get() + in_offset; },
       [&](int i) { return static_cast<void *>(outputs[i].get() + (kGuard + out_offset) * out_size); },
       [&](int i) { return reinterpret_cast<float *>(targets[i].get()); }, partner.data(), lam.data(), mirror.data(),
-      labels.data(), mean, std);
+      labels.data(), boxes.data(), mean, std);
   const bool wide = dali_mixup::CanBlendWide(samples.data(), n, width, out_size);
   const float off = label_smoothing / num_classes, on = 1.0f - label_smoothing + off;
 

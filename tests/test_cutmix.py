@@ -1,0 +1,263 @@
+"""CutMix, the mixup/CutMix switch and prob in the graph: against the reference (itself checked against timm),
+the laws of λ and the box, and the fused operator against its fallback."""
+
+import numpy as np
+import pytest
+import torch
+from nvidia.dali import fn, pipeline_def
+from scipy import stats
+
+from conftest import DEVICES
+from dali_mixup import mixup, mixup_reference
+from helpers import MEAN, STD, photo_crops
+
+NUM_CLASSES = 10
+SIZE = (20, 28)  # height, width: the boxes are not square
+
+
+def crops(batch_size, seed=0):
+    images, labels = photo_crops(batch_size, size=max(SIZE), seed=seed)
+    return [np.ascontiguousarray(image[: SIZE[0], : SIZE[1]]) for image in images], labels
+
+
+@pipeline_def
+def crops_pipeline(images, labels, flips, device, mixup_args):
+    crops_ = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+    classes = fn.external_source(source=lambda: labels, batch=True)
+    mirror = fn.external_source(source=lambda: flips, batch=True)
+    if device == "gpu":
+        crops_ = crops_.gpu()
+    return mixup(crops_, classes, num_classes=NUM_CLASSES, mirror=mirror, mean=list(MEAN), std=list(STD),
+                 return_params=True, **mixup_args)
+
+
+def run(device, batch_size, iterations=2, seed=3, **mixup_args):
+    """The outputs of ``iterations`` runs on real photo crops, with the inputs behind them."""
+    images, labels = crops(batch_size, seed=batch_size)
+    flips = [np.int32(k % 3 == 0) for k in range(batch_size)]
+    pipe = crops_pipeline(images, labels, flips, device, mixup_args, batch_size=batch_size, num_threads=2,
+                          device_id=0 if device == "gpu" else None, seed=seed)
+    pipe.build()
+    outputs = [tuple(o.as_cpu().as_array() for o in pipe.run()) for _ in range(iterations)]
+    return images, labels, flips, outputs
+
+
+def reference(images, labels, flips, lam, perm, box, layout, label_smoothing=0.0):
+    x = np.stack([image[:, ::-1] if flip else image for image, flip in zip(images, flips)]).astype(np.float32)
+    x = torch.from_numpy((x - MEAN) / STD)
+    if layout == "CHW":
+        x = x.permute(0, 3, 1, 2)
+    return mixup_reference(x, torch.tensor(np.array(labels)), torch.from_numpy(lam), torch.from_numpy(perm), NUM_CLASSES,
+                           label_smoothing=label_smoothing, box=torch.from_numpy(box), layout=layout)
+
+
+CONFIGS = {
+    "cutmix": dict(alpha=0.0, cutmix_alpha=1.0),
+    "switch": dict(alpha=0.4, cutmix_alpha=1.0, switch_prob=0.5, per_sample=True),
+    "prob": dict(alpha=0.0, cutmix_alpha=1.0, prob=0.5, per_sample=True),
+    "per_sample": dict(alpha=0.0, cutmix_alpha=1.0, per_sample=True),
+    "minmax": dict(alpha=0.0, cutmix_minmax=(0.2, 0.8), per_sample=True),
+    "uncorrected": dict(alpha=0.0, cutmix_alpha=0.5, correct_lam=False, per_sample=True),
+    "smoothing": dict(alpha=0.2, cutmix_alpha=1.0, label_smoothing=0.1),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("path", ["fused", "fallback"])
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_matches_the_reference(monkeypatch, device, path, batch_size, config):
+    if path == "fallback":
+        monkeypatch.setenv("DALI_MIXUP_FUSED", "0")
+    args = CONFIGS[config]
+    layout = "HWC" if list(CONFIGS).index(config) % 2 else "CHW"
+    images, labels, flips, outputs = run(device, batch_size, output_layout=layout, **args)
+    for out, targets, lam, perm, box in outputs:
+        assert out.shape == ((batch_size, 3, *SIZE) if layout == "CHW" else (batch_size, *SIZE, 3))
+        assert lam.dtype == np.float32 and perm.dtype == np.int32 and box.dtype == np.int32
+        assert box.shape == (batch_size, 4) and sorted(perm) == list(range(batch_size))
+        assert ((0 <= box[:, :2]) & (box[:, :2] <= box[:, 2:]) & (box[:, 2:] <= SIZE)).all(), box
+        expected, expected_targets = reference(images, labels, flips, lam, perm, box, layout,
+                                               args.get("label_smoothing", 0.0))
+        assert np.abs(out - expected.numpy()).max() < 1e-4
+        assert np.abs(targets - expected_targets.numpy()).max() < 1e-6
+        if not args.get("per_sample"):  # one draw for the batch: one λ and one box
+            assert (lam == lam[0]).all() and (box == box[0]).all()
+
+
+def _draws(batch_size=64, iterations=32, **args):
+    """λ and the boxes of many CutMix draws on the CPU, per sample."""
+    _, _, _, outputs = run("cpu", batch_size, iterations=iterations, seed=11, per_sample=True, **args)
+    return np.concatenate([lam for _, _, lam, _, _ in outputs]), np.concatenate([box for *_, box in outputs])
+
+
+@pytest.mark.parametrize("cutmix_alpha", [0.5, 1.0])
+def test_cutmix_lambda_before_correction_follows_beta(cutmix_alpha):
+    lam, _ = _draws(alpha=0.0, cutmix_alpha=cutmix_alpha, correct_lam=False)
+    assert stats.kstest(lam, stats.beta(cutmix_alpha, cutmix_alpha).cdf).pvalue > 0.01
+    assert stats.kstest(lam, stats.beta(cutmix_alpha * 4, cutmix_alpha * 4).cdf).pvalue < 0.01  # it can fail
+
+
+def test_the_box_follows_timms_area_law():
+    # timm's rand_bbox: sides int(H·√(1−λ)) and int(W·√(1−λ)) around a centre uniform over the image,
+    # clipped to it; in float32, as the graph computes them.
+    lam, box = _draws(alpha=0.0, cutmix_alpha=1.0, correct_lam=False)
+    ratio = np.sqrt(np.float32(1) - lam.astype(np.float32))
+    sides = np.stack([np.floor(np.float32(size) * ratio) for size in SIZE], axis=1).astype(np.int32)
+    extent = box[:, 2:] - box[:, :2]
+    assert (extent <= sides).all()
+    inside = (box[:, :2] > 0) & (box[:, 2:] < SIZE)  # not clipped: the whole side
+    assert inside.sum() > 100 and (extent[inside] == sides[inside]).all()
+    # The centre ranges over the whole image: boxes are clipped at every edge.
+    for axis, size in enumerate(SIZE):
+        assert (box[:, axis] == 0).mean() > 0.1 and (box[:, axis + 2] == size).mean() > 0.1
+    # Corrected, λ is the share of the sample's own pixels.
+    lam, box = _draws(alpha=0.0, cutmix_alpha=1.0)
+    area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
+    np.testing.assert_allclose(lam, 1 - area / np.float32(SIZE[0] * SIZE[1]), atol=1e-6)
+
+
+def test_minmax_boxes_are_inside_with_sides_in_range():
+    lo, hi = 0.2, 0.8
+    lam, box = _draws(alpha=0.0, cutmix_minmax=(lo, hi), correct_lam=False)  # minmax corrects λ anyway
+    extent = box[:, 2:] - box[:, :2]
+    for axis, size in enumerate(SIZE):
+        sides = extent[:, axis]
+        assert sides.min() == int(lo * size) and sides.max() == int(hi * size) - 1  # randint(lo·H, hi·H)
+        assert (box[:, axis] >= 0).all() and (box[:, axis + 2] <= size).all()
+    np.testing.assert_allclose(lam, 1 - extent.prod(1) / np.float32(SIZE[0] * SIZE[1]), atol=1e-6)
+
+
+@pytest.mark.parametrize("switch_prob, cut", [(0.0, False), (1.0, True)])
+def test_switch_prob_0_is_mixup_and_1_is_cutmix(switch_prob, cut):
+    lam, box = _draws(iterations=4, alpha=1.0, cutmix_alpha=1.0, switch_prob=switch_prob)
+    has_box = (box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])
+    if cut:
+        assert has_box.mean() > 0.9  # all but the boxes too small to hold a pixel
+    else:
+        assert not has_box.any() and ((0 < lam) & (lam < 1)).all()
+
+
+def test_prob_0_leaves_every_sample_alone():
+    images, labels, flips, outputs = run("cpu", 16, alpha=1.0, cutmix_alpha=1.0, prob=0.0, per_sample=True)
+    for out, targets, lam, perm, box in outputs:
+        assert (lam == 1).all() and (box == 0).all()
+        expected, expected_targets = reference(images, labels, flips, lam, np.arange(16, dtype=np.int32), box, "CHW")
+        assert np.abs(out - expected.numpy()).max() < 1e-4
+        np.testing.assert_array_equal(targets, np.eye(NUM_CLASSES, dtype=np.float32)[labels])
+
+
+@pytest.mark.parametrize("prob", [0.25, 0.75])
+def test_prob_mixes_that_share_of_the_samples(prob):
+    lam, box = _draws(iterations=8, alpha=1.0, cutmix_alpha=1.0, prob=prob)
+    mixed = (lam < 1) | ((box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1]))
+    assert abs(mixed.mean() - prob) < 0.06, mixed.mean()
+
+
+def test_the_fused_operator_and_the_fallback_agree(monkeypatch):
+    # With CutMix alone both graphs draw the same λ, partners and boxes, so the images can be compared.
+    _, _, _, fused = run("cpu", 32, alpha=0.0, cutmix_alpha=1.0, per_sample=True, label_smoothing=0.1)
+    monkeypatch.setenv("DALI_MIXUP_FUSED", "0")
+    _, _, _, fallback = run("cpu", 32, alpha=0.0, cutmix_alpha=1.0, per_sample=True, label_smoothing=0.1)
+    for a, b in zip(fused, fallback):
+        for name, x, y in zip(("lam", "perm", "box"), a[2:], b[2:]):
+            assert np.array_equal(x, y), name
+        assert np.abs(a[0] - b[0]).max() < 1e-5 and np.abs(a[1] - b[1]).max() < 1e-6
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_plain_normalized_images_work_through_the_composition(device):
+    images, labels = crops(8)
+    chw = [np.ascontiguousarray(((im - MEAN) / STD).transpose(2, 0, 1), dtype=np.float32) for im in images]
+
+    @pipeline_def(batch_size=8, num_threads=2, device_id=0 if device == "gpu" else None, seed=5)
+    def pipe():
+        data = fn.external_source(source=lambda: chw, batch=True, layout="CHW")
+        classes = fn.external_source(source=lambda: labels, batch=True)
+        if device == "gpu":
+            data = data.gpu()
+        return mixup(data, classes, num_classes=NUM_CLASSES, alpha=0.0, cutmix_alpha=1.0, per_sample=True,
+                     output_layout="CHW", return_params=True)
+
+    p = pipe()
+    p.build()
+    out, targets, lam, perm, box = (o.as_cpu().as_array() for o in p.run())
+    expected, expected_targets = mixup_reference(torch.from_numpy(np.stack(chw)), torch.tensor(np.array(labels)),
+                                                 torch.from_numpy(lam), torch.from_numpy(perm), NUM_CLASSES,
+                                                 box=torch.from_numpy(box))
+    assert ((box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])).any()
+    assert np.abs(out - expected.numpy()).max() < 1e-5 and np.abs(targets - expected_targets.numpy()).max() < 1e-6
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(cutmix_alpha=-1.0), ValueError, r"cutmix_alpha must be in \[0, inf\)"),
+    (dict(cutmix_minmax=(0.8, 0.2)), ValueError, r"cutmix_minmax must be \(lo, hi\) with 0 < lo < hi <= 1"),
+    (dict(cutmix_minmax=0.5), ValueError, "cutmix_minmax must be"),
+    (dict(prob=1.5), ValueError, r"prob must be in \[0, 1\]"),
+    (dict(switch_prob="half"), TypeError, "switch_prob must be a number"),
+    (dict(correct_lam=1), TypeError, "correct_lam must be a bool"),
+])
+def test_bad_cutmix_arguments_raise_at_definition(kwargs, error, match):
+    @pipeline_def(batch_size=2, num_threads=1, device_id=None)
+    def pipe():
+        data = fn.external_source(name="images", layout="HWC")
+        return mixup(data, fn.external_source(name="labels"), num_classes=NUM_CLASSES, alpha=0.2, mean=list(MEAN),
+                     std=list(STD), **kwargs)
+
+    with pytest.raises(error, match=match):
+        pipe()
+
+
+# ---- the reference against timm's own functions, on the same λ and box ----
+
+def _timm_draws(mixer, batch_size, shape, seed):
+    """Replay the draws ``mixer`` (a timm Mixup) makes after ``np.random.seed(seed)``: per sample λ,
+    boxes ``[y0, x0, y1, x1]`` (empty where a sample is blended or left alone) and whether it is cut."""
+    from timm.data.mixup import cutmix_bbox_and_lam
+
+    np.random.seed(seed)
+    if mixer.mode == "batch":
+        lam, use_cutmix = mixer._params_per_batch()
+        lam, use_cutmix = np.full(batch_size, lam, np.float32), np.full(batch_size, use_cutmix)
+        count = 1  # one box for the batch
+    else:
+        lam, use_cutmix = mixer._params_per_elem(batch_size)
+        count = batch_size
+    boxes = np.zeros((batch_size, 4), np.int32)
+    for i in range(count):
+        if lam[i] != 1.0 and use_cutmix[i]:
+            (y0, y1, x0, x1), lam[i] = cutmix_bbox_and_lam(shape, lam[i], ratio_minmax=mixer.cutmix_minmax,
+                                                           correct_lam=mixer.correct_lam)
+            boxes[i] = [y0, x0, y1, x1]
+    if mixer.mode == "batch":
+        lam[:], boxes[:] = lam[0], boxes[0]
+    return lam, boxes, use_cutmix & (lam != 1.0)
+
+
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+@pytest.mark.parametrize("args", [
+    dict(mixup_alpha=0.4, cutmix_alpha=0.0),
+    dict(mixup_alpha=0.0, cutmix_alpha=1.0),
+    dict(mixup_alpha=0.4, cutmix_alpha=1.0, switch_prob=0.5, prob=0.8),
+    dict(mixup_alpha=0.0, cutmix_alpha=1.0, cutmix_minmax=(0.2, 0.8)),
+    dict(mixup_alpha=0.0, cutmix_alpha=1.0, correct_lam=False),
+], ids=["mixup", "cutmix", "switch-prob", "minmax", "uncorrected"])
+def test_the_reference_matches_timms_mixup_with_its_flip_partner(mode, args):
+    from timm.data.mixup import Mixup
+
+    batch_size = 8
+    x = torch.from_numpy(np.stack(crops(batch_size)[0]).astype(np.float32)).permute(0, 3, 1, 2).contiguous()
+    y = torch.arange(batch_size) % NUM_CLASSES
+    mixer = Mixup(**args, mode=mode, label_smoothing=0.1, num_classes=NUM_CLASSES)
+    flip = torch.arange(batch_size - 1, -1, -1)  # timm's partner: i <-> B - 1 - i
+    for seed in range(6):
+        lam, boxes, use_cutmix = _timm_draws(mixer, batch_size, x.shape, seed)
+        np.random.seed(seed)
+        expected_x, expected_y = mixer(x.clone(), y)
+        mixed, targets = mixup_reference(x, y, lam, flip, NUM_CLASSES, label_smoothing=0.1, box=boxes)
+        torch.testing.assert_close(targets, expected_y, atol=1e-6, rtol=0)
+        # Uncorrected, a CutMix box too small for a pixel (λ > 1 − 1/H²) leaves timm's sample as it was and
+        # ours blended with that λ: they differ by at most (1 − λ) of the partner (the README says so).
+        tiny = use_cutmix & ((boxes[:, 0] == boxes[:, 2]) | (boxes[:, 1] == boxes[:, 3]))
+        bound = torch.from_numpy(np.where(tiny, 1 - lam, 0)).view(-1, 1, 1, 1) * (x - x[flip]).abs() + 1e-4
+        assert ((mixed - expected_x).abs() <= bound).all()  # pixels in 0..255: float32 rounding
