@@ -25,7 +25,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $@
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 # The demo: mix real photos into a PNG grid, then train resnet8 with DALI and mixup on
 # scikit-learn's handwritten digits (made once into out/digits), on the GPU if there is one.

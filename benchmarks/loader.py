@@ -22,16 +22,27 @@ from benchmarks.common import environment, fused_off, hardware_tag, median
 from dali_mixup import make_loader
 from dali_mixup.reference import mixup_reference
 
-CONFIGS = ("torchvision", "torchvision_mixup", "torchvision_timm_mixup", "dali", "dali_mixup", "dali_mixup_composite",
-           "dali_then_torch_mixup")
+CONFIGS = ("torchvision", "torchvision_mixup", "torchvision_timm_mixup", "torchvision_timm_mixup_cutmix", "dali",
+           "dali_mixup", "dali_cutmix", "dali_mixup_cutmix", "dali_mixup_composite", "dali_then_torch_mixup")
 RATIOS = {
     "dali_mixup / dali": ("dali_mixup", "dali"),
+    "dali_cutmix / dali": ("dali_cutmix", "dali"),
+    "dali_mixup_cutmix / dali": ("dali_mixup_cutmix", "dali"),
     "dali_mixup_composite / dali": ("dali_mixup_composite", "dali"),
     "dali / torchvision": ("dali", "torchvision"),
     "torchvision_mixup / torchvision": ("torchvision_mixup", "torchvision"),
+    "torchvision_timm_mixup_cutmix / torchvision": ("torchvision_timm_mixup_cutmix", "torchvision"),
     "dali_then_torch_mixup / dali": ("dali_then_torch_mixup", "dali"),
 }
 ALPHA = 0.2
+CUTMIX_ALPHA = 1.0
+# make_loader's mixing options for each DALI configuration (the others: none).
+DALI_MIXING = {
+    "dali_mixup": {"mixup_alpha": ALPHA},
+    "dali_mixup_composite": {"mixup_alpha": ALPHA},
+    "dali_cutmix": {"cutmix_alpha": CUTMIX_ALPHA},
+    "dali_mixup_cutmix": {"mixup_alpha": ALPHA, "cutmix_alpha": CUTMIX_ALPHA, "switch_prob": 0.5},
+}
 
 
 def torchvision_loader(root, batch_size, workers, crop_size, device):
@@ -64,12 +75,16 @@ def torch_mixup(num_classes):
     return apply
 
 
-def timm_mixup(num_classes):
+def timm_mixup(num_classes, cutmix_alpha=0.0):
+    """timm's Mixup after the loader (as timm's train.py does without its fast collate), with CutMix when asked."""
     try:
         from timm.data import Mixup
     except ImportError:
+        if cutmix_alpha:
+            raise SystemExit("torchvision_timm_mixup_cutmix needs timm: pip install timm") from None
         return torch_mixup(num_classes), "dali_mixup.reference (timm is not installed)"
-    return Mixup(mixup_alpha=ALPHA, cutmix_alpha=0.0, num_classes=num_classes, label_smoothing=0.0), "timm.data.Mixup"
+    return Mixup(mixup_alpha=ALPHA, cutmix_alpha=cutmix_alpha, switch_prob=0.5, num_classes=num_classes,
+                 label_smoothing=0.0), "timm.data.Mixup"
 
 
 def build(config, root, num_classes, args):
@@ -83,6 +98,7 @@ def build(config, root, num_classes, args):
             "torchvision": None,
             "torchvision_mixup": v2.MixUp(alpha=ALPHA, num_classes=num_classes),
             "torchvision_timm_mixup": timm_mixup(num_classes)[0],
+            "torchvision_timm_mixup_cutmix": timm_mixup(num_classes, CUTMIX_ALPHA)[0],
         }[config]
 
         def epoch():
@@ -96,8 +112,8 @@ def build(config, root, num_classes, args):
         # On the GPU, float16 images, as the trainer asks for them under AMP.
         loader = make_loader(
             dataset="imagefolder", root=root, batch_size=args.batch_size, device=args.device, num_threads=args.threads,
-            crop_size=args.crop_size, mixup_alpha=ALPHA if config.startswith("dali_mixup") else 0.0, world_size=1,
-            rank=0, dtype=torch.float16 if args.device == "gpu" else torch.float32,
+            crop_size=args.crop_size, world_size=1, rank=0, dtype=torch.float16 if args.device == "gpu" else torch.float32,
+            **DALI_MIXING.get(config, {}),
         )
     after = torch_mixup(num_classes) if config == "dali_then_torch_mixup" else None
 

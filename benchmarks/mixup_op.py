@@ -8,7 +8,8 @@ them to ``mixup``, and write normalized CHW images (float16 on the GPU, float32 
 - ``plain`` returns the crops untouched: the cost of running a pipeline at all;
 - ``normalize`` flips and normalizes them (``crop_mirror_normalize``), as the pipeline does without mixup;
 - ``fused`` flips, normalizes and mixes them in one pass with the ``MixupNormalize`` operator;
-- ``composite`` does the same with stock DALI operators (the fallback).
+- ``composite`` does the same with stock DALI operators (the fallback);
+- ``fused_cutmix`` and ``composite_cutmix``: the same with CutMix (a box per sample) instead of mixup.
 
 A path's time is its time per iteration less ``plain``'s. Its floor is the bytes it must move
 (read each crop once, and for mixup its partner too; write the output once) divided by the
@@ -46,7 +47,8 @@ def resident_batch(crops, labels, device, path):
     if path == "normalize":
         images = fn.crop_mirror_normalize(images, dtype=dtype, output_layout="CHW", mean=MEAN, std=STD, mirror=mirror)
         return images, fn.one_hot(classes, num_classes=NUM_CLASSES)
-    return mixup(images, classes, num_classes=NUM_CLASSES, alpha=0.2, dtype=dtype, mean=MEAN, std=STD, mirror=mirror)
+    mixing = {"alpha": 0.0, "cutmix_alpha": 1.0, "per_sample": True} if path.endswith("cutmix") else {"alpha": 0.2}
+    return mixup(images, classes, num_classes=NUM_CLASSES, dtype=dtype, mean=MEAN, std=STD, mirror=mirror, **mixing)
 
 
 def seconds_per_iteration(pipe, iterations):
@@ -99,19 +101,21 @@ def main(argv=None):
     source = crops if on_gpu else crops.numpy()
     pipes = {"plain": resident_batch(source, labels, args.device, "plain", **pipe_args),
              "normalize": resident_batch(source, labels, args.device, "normalize", **pipe_args)}
-    if args.device in fused_backends():
-        pipes["fused"] = resident_batch(source, labels, args.device, "fused", **pipe_args)
-    else:
-        print(f"the fused operator is not built for {args.device}; timing the composite path only", file=sys.stderr)
-    with fused_off():
-        pipes["composite"] = resident_batch(source, labels, args.device, "composite", **pipe_args)
+    for mix in ("", "_cutmix"):
+        if args.device in fused_backends():
+            pipes["fused" + mix] = resident_batch(source, labels, args.device, "fused" + mix, **pipe_args)
+        with fused_off():
+            pipes["composite" + mix] = resident_batch(source, labels, args.device, "composite" + mix, **pipe_args)
+    if args.device not in fused_backends():
+        print(f"the fused operator is not built for {args.device}; timing the composite paths only", file=sys.stderr)
     for pipe in pipes.values():
         pipe.build()
 
     crop_bytes = crops.numel()
     out_bytes = crops.numel() * (2 if on_gpu else 4)
-    moved = {"normalize": crop_bytes + out_bytes, "fused": 2 * crop_bytes + out_bytes,
-             "composite": 2 * crop_bytes + out_bytes}
+    moved = {"normalize": crop_bytes + out_bytes}
+    for path in ("fused", "composite", "fused_cutmix", "composite_cutmix"):
+        moved[path] = 2 * crop_bytes + out_bytes
     runs = {name: [] for name in pipes}
     runs["bandwidth"] = []
     for _ in range(args.runs):

@@ -1,5 +1,6 @@
 """``make_loader``: a DALI pipeline as an iterable of torch batches, sharded for torchrun."""
 
+import dataclasses
 import functools
 import numbers
 import os
@@ -9,11 +10,13 @@ from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
 from dali_mixup.mixup import Mixing
+from pipelines import augment as augment_lib
 from pipelines import images as image_pipelines
 from pipelines.sources import SOURCES
 
 DATASETS = tuple(SOURCES)
-AUGMENTS = tuple(image_pipelines.AUGMENTS)
+AUGMENTS = tuple(augment_lib.AUGMENTS)
+AutoAugment = augment_lib.AutoAugment  # the trainer checks --auto-augment with it
 
 
 class DaliLoader:
@@ -108,8 +111,7 @@ def _check_fraction(name, value, low):
         raise ValueError(f"{name} must be a number in [{low:g}, 1], got {value!r}")
 
 
-def _check_options(dataset, split, device, root, file_list, augment, mixup_alpha, per_sample, label_smoothing,
-                   adjust_orientation):
+def _check_options(dataset, split, device, root, file_list, augment, adjust_orientation):
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     if split not in ("train", "val"):
@@ -124,12 +126,26 @@ def _check_options(dataset, split, device, root, file_list, augment, mixup_alpha
         raise FileNotFoundError(f"root {os.fspath(root)!r} does not exist")
     if (file_list is None) == (dataset == "filelist"):
         raise ValueError(f"file_list is needed with dataset='filelist' and only then; got {file_list!r}")
-    if isinstance(mixup_alpha, bool) or not isinstance(mixup_alpha, numbers.Real) or not mixup_alpha >= 0:
-        raise ValueError(f"mixup_alpha must be a number >= 0 (0 turns mixup off), got {mixup_alpha!r}")
     if not isinstance(adjust_orientation, bool):
         raise TypeError(f"adjust_orientation must be a bool, got {type(adjust_orientation).__name__}")
-    if split == "val" and (mixup_alpha or per_sample or label_smoothing):
-        raise ValueError("mixup_alpha, per_sample and label_smoothing apply to split='train' only")
+
+
+def _train_options(split, mixing_args, auto_augment, reprob, remode):
+    """The train split's mixing (``Mixing``) and crop-policy options, checked; they apply to train only."""
+    alpha = mixing_args["alpha"]
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0:
+        raise ValueError(f"mixup_alpha must be a number >= 0 (0 turns mixup off), got {alpha!r}")
+    mixing = Mixing(**mixing_args)
+    _check_fraction("reprob", reprob, 0.0)
+    policies = [augment_lib.AutoAugment(auto_augment)] if auto_augment is not None else []
+    if remode not in ("const", "pixel"):
+        raise ValueError(f"remode must be 'const' or 'pixel', got {remode!r}")
+    defaults = Mixing()
+    if split == "val" and (mixing != dataclasses.replace(defaults, label_smoothing=mixing.label_smoothing)
+                           or mixing.label_smoothing or policies or reprob):
+        raise ValueError("mixup_alpha, per_sample, label_smoothing, the CutMix options, auto_augment and reprob "
+                         "apply to split='train' only")
+    return mixing, policies
 
 
 def _image_dtype(dtype, device):
@@ -187,6 +203,14 @@ def make_loader(
     rank=None,
     world_size=None,
     local_rank=None,
+    cutmix_alpha=0.0,
+    cutmix_minmax=None,
+    mix_prob=1.0,
+    switch_prob=0.5,
+    auto_augment=None,
+    reprob=0.0,
+    remode="const",
+    crop_pct=0.875,
 ):
     """Build the DALI pipeline for a dataset and wrap it as a torch iterable (:class:`DaliLoader`).
 
@@ -228,6 +252,17 @@ def make_loader(
         rank: this process's rank; ``$RANK`` (torchrun) or 0 when None.
         world_size: the number of ranks; ``$WORLD_SIZE`` or 1 when None.
         local_rank: the GPU to use; ``$LOCAL_RANK`` or 0 when None.
+        cutmix_alpha: CutMix's Beta(α, α) on the train split; 0 is no CutMix (see :func:`dali_mixup.mixup`).
+        cutmix_minmax: None, or ``(lo, hi)``: CutMix box sides uniform in ``[lo, hi)`` of the image's.
+        mix_prob: the probability of mixing a batch (a sample, with ``per_sample``) at all (timm's ``prob``).
+        switch_prob: with mixup and CutMix both on, the probability of CutMix.
+        auto_augment: None, or ``"rand-m<M>-n<N>[-inc1]"``, ``"trivial"``, ``"autoaugment"``:
+            DALI's automatic augmentation of the train crops, named as in timm (see
+            ``pipelines.augment.AutoAugment`` for how DALI's differ).
+        reprob: the probability of random erasing a train crop (timm's ``re_prob``), before it is mixed.
+        remode: ``"const"`` (the mean colour, 0 once normalized) or ``"pixel"`` (per-pixel noise).
+        crop_pct: with ``augment="random_resized_crop"``, val's center crop as a share of the
+            resized image (timm's ``crop_pct``; 0.875 is torchvision's 224 of 256).
 
     Returns:
         A :class:`DaliLoader`.
@@ -237,8 +272,7 @@ def make_loader(
             this rank no whole batch; FileNotFoundError for missing data; ValueError naming the
             file and line for a label outside ``[0, num_classes)``.
     """
-    _check_options(dataset, split, device, root, file_list, augment, mixup_alpha, per_sample, label_smoothing,
-                   adjust_orientation)
+    _check_options(dataset, split, device, root, file_list, augment, adjust_orientation)
     for name, value, minimum in (("batch_size", batch_size, 1), ("num_threads", num_threads, 1)):
         _check_int(name, value, minimum)
     for name, value in (("crop_size", crop_size), ("num_classes", num_classes)):
@@ -246,10 +280,14 @@ def make_loader(
             _check_int(name, value, 1)
     _check_fraction("min_crop_area", min_crop_area, 1e-6)
     _check_fraction("hflip", hflip, 0.0)
+    _check_fraction("crop_pct", crop_pct, 1e-6)
     rank, world_size, local_rank = _check_distributed(rank, world_size, local_rank, device)
     image_dtype = _image_dtype(dtype, device)
     training = split == "train"
-    mixing = Mixing(alpha=mixup_alpha, per_sample=per_sample, label_smoothing=label_smoothing)
+    mixing, policies = _train_options(
+        split, dict(alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, cutmix_minmax=cutmix_minmax, prob=mix_prob,
+                    switch_prob=switch_prob, per_sample=per_sample, label_smoothing=label_smoothing),
+        auto_augment, reprob, remode)
 
     source = SOURCES[dataset](os.fspath(root), split=split, file_list=file_list, num_classes=num_classes)
     num_batches = source.num_batches(batch_size, training=training, shard_id=rank, num_shards=world_size)
@@ -263,13 +301,15 @@ def make_loader(
     augment = augment or ("pad_crop" if source.image_size else "random_resized_crop")
     augment_args = {"crop_size": crop_size, "hflip": hflip, "adjust_orientation": adjust_orientation}
     if augment == "random_resized_crop":
-        augment_args["min_crop_area"] = min_crop_area
-    augment = image_pipelines.AUGMENTS[augment](**augment_args)
+        augment_args.update(min_crop_area=min_crop_area, crop_pct=crop_pct)
+    augment = augment_lib.AUGMENTS[augment](**augment_args)
+    if reprob:
+        policies.append(augment_lib.RandomErasing(reprob, remode, tuple(source.mean), tuple(source.std)))
     common = {"shard_id": rank, "num_shards": world_size, "device": device, "channels_last": channels_last,
               "image_dtype": image_dtype, "batch_size": batch_size, "num_threads": num_threads,
               "device_id": local_rank if device == "gpu" else None}
     if training:
-        pipeline = functools.partial(image_pipelines.train_pipeline, source, augment, mixing)
+        pipeline = functools.partial(image_pipelines.train_pipeline, source, augment, mixing, policies=tuple(policies))
     else:
         pipeline = functools.partial(image_pipelines.val_pipeline, source, augment)
 

@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -223,29 +224,56 @@ def test_two_nodes_through_torchrun_rendezvous(digits_dir, tmp_path):
     "args,message",
     [
         (["--bogus", "1"], "unrecognized arguments: --bogus 1"),
-        (["--model", "vgg16"], "argument --model: invalid choice: 'vgg16'"),
         (["--epochs", "0"], "--epochs must be >= 1, got 0"),
         (["--mixup-alpha", "-0.5"], "--mixup-alpha must be >= 0, got -0.5"),
         (["--label-smoothing", "1"], r"--label-smoothing must be in \[0, 1\), got 1.0"),
         (["--dropout", "0.2", "--model", "resnet50"], "--dropout applies to the PreAct models, not resnet50"),
+        (["--model", "vgg16", "--dropout", "0.1"], "--dropout applies to the PreAct models, not vgg16"),
         (["--corrupt-labels", "0.5", "--dataset", "cifar10"], "--corrupt-labels works on imagefolder and filelist"),
         (["--milestones", "150", "100"], r"--milestones must be increasing epochs, got \[150, 100\]"),
+        (["--cutmix-minmax", "0.8", "0.2"], r"--cutmix-minmax must be LO HI with 0 < LO < HI <= 1"),
+        (["--auto-augment", "rand-m7-mstd0.5-inc1"], "--auto-augment: .*DALI's RandAugment has no magnitude noise"),
+        (["--bce-target-thresh", "0.2"], "--bce-target-thresh needs --bce-loss"),
+        (["--model", "no_such_net"], "--model: no model 'no_such_net' among preact_resnet18, wrn28_10, resnet8, "
+                                     "torchvision's classification models, timm's models"),
+        (["--reprob", "2"], r"--reprob must be in \[0, 1\], got 2.0"),
+        (["--opt", "adam"], "argument --opt: invalid choice: 'adam'"),
         (["--device", "gpu"] if not torch.cuda.is_available() else ["--amp", "fp16", "--device", "cpu"],
          "--device gpu, but torch sees no CUDA GPU" if not torch.cuda.is_available() else "--amp fp16 needs a GPU"),
     ],
 )
-def test_invalid_options_give_a_clear_error(digits_dir, args, message):
-    import re
+def test_invalid_options_give_a_clear_error(digits_dir, args, message, capsys):
+    # parse_config is what `python -m train` runs first (the CLI's exit status is checked below).
+    from train.config import parse_config
 
-    result = _train(["--data", digits_dir, *args])
-    assert result.returncode == 2 and re.search(message, result.stderr), result.stderr
+    with pytest.raises(SystemExit) as exit_:
+        parse_config(["--data", str(digits_dir), *args], cuda=torch.cuda.is_available())
+    stderr = capsys.readouterr().err
+    assert exit_.value.code == 2 and re.search(message, stderr), stderr
 
 
-def test_missing_splits_and_data_are_clear_errors(digits_dir, tmp_path):
-    result = _train(["--recipe", "demo", "--data", digits_dir / "train", "--out", tmp_path])
-    assert result.returncode != 0 and "must hold train/ and val/" in result.stderr
-    result = _train(["--recipe", "demo", "--data", tmp_path / "nowhere"])
-    assert result.returncode == 2 and "does not exist" in result.stderr
+def test_the_command_line_exits_2_on_an_invalid_option(digits_dir):
+    result = _train(["--data", digits_dir, "--bogus", "1"])
+    assert result.returncode == 2 and "unrecognized arguments: --bogus 1" in result.stderr, result.stderr
+
+
+def test_missing_splits_and_data_are_clear_errors(digits_dir, tmp_path, capsys):
+    from train import trainer
+
+    with pytest.raises(SystemExit, match="must hold train/ and val/"):
+        trainer.main(["--recipe", "demo", "--data", str(digits_dir / "train"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        trainer.main(["--recipe", "demo", "--data", str(tmp_path / "nowhere")])
+    assert exit_.value.code == 2 and "does not exist" in capsys.readouterr().err
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for a trainer run in this process, beside DALI's threads (2 cores here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("device, amp, dtype", [("gpu", "bf16", torch.float16), ("gpu", "fp16", torch.float16),
@@ -284,6 +312,79 @@ def test_a_gpu_run_without_amp_trains(digits_dir, tmp_path):
     result = _train(["--recipe", "demo", "--data", digits_dir, "--epochs", 1, "--device", "gpu", "--amp", "off",
                      "--out", tmp_path])
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_cutmix_and_randaugment_train_the_demo(digits_dir, tmp_path, one_torch_thread):
+    from train import trainer
+
+    trainer.main(["--recipe", "demo", "--data", str(digits_dir), "--cutmix-alpha", "1.0", "--auto-augment",
+                  "rand-m9-n2", "--epochs", "6", "--threads", "2", "--out", str(tmp_path)])
+    rows = _metrics(tmp_path)
+    assert rows[0]["cutmix_alpha"] == 1.0 and rows[-1]["val_top1"] >= 0.6, rows[-1]  # measured: 0.84
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+
+
+def test_the_rsb_a3_recipe_resolves_and_runs_an_epoch(tmp_path, one_torch_thread, capsys):
+    from dali_mixup.datasets import write_imagenet_like
+    from train import trainer
+
+    with pytest.raises(SystemExit):
+        trainer.main(["--help"])
+    assert "rsb-a3" in capsys.readouterr().out
+    write_imagenet_like(str(tmp_path / "data" / "train"), classes=4, per_class=4)
+    write_imagenet_like(str(tmp_path / "data" / "val"), classes=4, per_class=1, start=4)
+    trainer.main(["--recipe", "rsb-a3", "--data", str(tmp_path / "data"), "--epochs", "1", "--batch-size", "16",
+                  "--threads", "2", "--out", str(tmp_path / "run")])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert {key: config[key] for key in ("model", "opt", "weight_decay", "crop_size", "val_crop_size", "crop_pct",
+                                         "mixup_alpha", "cutmix_alpha", "auto_augment", "bce_loss",
+                                         "bce_target_thresh", "label_smoothing", "schedule", "warmup_epochs")} == {
+        "model": "resnet50", "opt": "lamb", "weight_decay": 0.02, "crop_size": 160, "val_crop_size": 224,
+        "crop_pct": 0.95, "mixup_alpha": 0.1, "cutmix_alpha": 1.0, "auto_augment": "rand-m6-n2-inc1",
+        "bce_loss": True, "bce_target_thresh": 0.2, "label_smoothing": 0.0, "schedule": "cosine", "warmup_epochs": 5}
+    assert config["lr"] == pytest.approx(8e-3 / 2048 * 16)  # the recipe's lr per sample times this batch
+    assert [row["epoch"] for row in _metrics(tmp_path / "run")] == [0]
+
+
+def test_the_bce_loss_is_timms(tmp_path):
+    from timm.loss import BinaryCrossEntropy
+
+    from train.config import parse_config
+    from train.trainer import loss_function
+
+    torch.manual_seed(0)
+    logits = torch.randn(8, 10)
+    targets = torch.softmax(torch.randn(8, 10) * 3, dim=1)  # soft, as mixed targets are
+    for thresh in (None, 0.2):
+        flags = ["--bce-loss"] + (["--bce-target-thresh", str(thresh)] if thresh is not None else [])
+        config = parse_config(["--data", str(tmp_path), *flags])
+        expected = BinaryCrossEntropy(smoothing=0.0, target_threshold=thresh)(logits, targets)
+        torch.testing.assert_close(loss_function(config)(logits, targets), expected)
+
+
+@pytest.mark.parametrize("opt", ["adamw", "lamb"])
+def test_adamw_and_lamb_leave_biases_and_norms_undecayed_as_timm_does(tmp_path, opt):
+    from timm.optim import param_groups_weight_decay
+
+    from train.config import parse_config
+    from train.trainer import make_optimizer
+
+    model = create_model("resnet18", 10)
+    config = parse_config(["--data", str(tmp_path), "--opt", opt, "--weight-decay", "0.05"])
+    groups = make_optimizer(config, model).param_groups
+    expected = param_groups_weight_decay(model, weight_decay=0.05)
+    assert [(g["weight_decay"], {id(p) for p in g["params"]}) for g in groups] == [
+        (g["weight_decay"], {id(p) for p in g["params"]}) for g in expected]
+
+
+@pytest.mark.parametrize("name, kind", [("resnet8", "PreActResNet"), ("mobilenet_v3_small", "MobileNetV3"),
+                                        ("resnet10t", "ResNet"), ("timm:resnet18", "ResNet")])
+def test_models_come_from_us_torchvision_or_timm(name, kind):
+    model = create_model(name, 7)
+    assert type(model).__name__ == kind
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
+    assert type(model).__module__.split(".")[0] == {"resnet10t": "timm", "timm:resnet18": "timm"}.get(
+        name, type(model).__module__.split(".")[0])
 
 
 def test_label_corruption_changes_exactly_the_fraction_fixed_by_seed():

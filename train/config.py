@@ -1,10 +1,12 @@
-"""The trainer's options: two recipes with the paper's settings, every one overridable by a flag."""
+"""The trainer's options: recipes (the paper's, ResNet strikes back's A3, the demo), every one overridable by a flag."""
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 
-from train.models import IMAGENET_MODELS, MODELS
+from dali_mixup.loader import AutoAugment
+from train.models import SMALL_MODELS, resolve_model
 
 DATASETS = ("imagefolder", "filelist", "webdataset", "cifar10", "cifar100")
 
@@ -24,14 +26,26 @@ class Config:
     milestones: list
     momentum: float
     weight_decay: float
+    opt: str  # "sgd", "adamw" or "lamb"
     mixup_alpha: float
-    mixup_warmup_epochs: int  # no mixup for the first K epochs
-    mixup_off_epoch: int  # no mixup from this epoch on (-1: never off)
+    cutmix_alpha: float
+    cutmix_minmax: list  # [lo, hi] or None
+    mix_prob: float
+    switch_prob: float
+    mixup_warmup_epochs: int  # no mixing for the first K epochs
+    mixup_off_epoch: int  # no mixing from this epoch on (-1: never off)
     per_sample: bool
     label_smoothing: float
+    bce_loss: bool
+    bce_target_thresh: float  # None: the soft targets as they are
     dropout: float
-    crop_size: int
+    crop_size: int  # train
+    val_crop_size: int
+    crop_pct: float  # val's center crop share (random_resized_crop)
     augment: str  # "random_resized_crop" or "pad_crop"
+    auto_augment: str  # None, "rand-m9-n2", "trivial", "autoaugment"
+    reprob: float
+    remode: str
     min_crop_area: float
     hflip: float
     adjust_orientation: bool
@@ -47,8 +61,11 @@ class Config:
 
 # Zhang et al. (2018): CIFAR with SGD, lr 0.1 per 128 samples, /10 at 100 and 150 of 200, alpha 1;
 # ImageNet with Goyal et al.'s large-batch setup: 1024 per step, lr warmed up 0.1 -> 0.4 over 5
-# epochs, /10 at 30, 60 and 80 of 90, alpha 0.2. Both use weight decay 1e-4. The demo recipe is
-# sized for the digits in a few CPU minutes. Any flag given on the command line wins.
+# epochs, /10 at 30, 60 and 80 of 90, alpha 0.2. Both use weight decay 1e-4. ResNet strikes back
+# (Wightman et al. 2021, Table 1), A3: 100 epochs at 160 px, tested at 224 with crop 0.95, batch
+# 2048, LAMB at lr 8e-3 with weight decay 0.02, 5 warm-up epochs then cosine, mixup 0.1 and CutMix
+# 1.0, RandAugment 6/0.5, BCE with targets thresholded at 0.2, no label smoothing. The demo recipe
+# is sized for the digits in a few CPU minutes. Any flag given on the command line wins.
 RECIPES = {
     "cifar": dict(
         dataset="cifar10", model="preact_resnet18", epochs=200, total_batch=128, lr_per_sample=0.1 / 128,
@@ -59,6 +76,12 @@ RECIPES = {
         warmup_epochs=5, warmup_start_factor=0.25, milestones=[30, 60, 80], mixup_alpha=0.2, crop_size=224,
         augment="random_resized_crop",
     ),
+    "rsb-a3": dict(
+        dataset="imagefolder", model="resnet50", epochs=100, total_batch=2048, lr_per_sample=8e-3 / 2048, opt="lamb",
+        weight_decay=0.02, warmup_epochs=5, warmup_start_factor=1e-3, schedule="cosine", mixup_alpha=0.1,
+        cutmix_alpha=1.0, auto_augment="rand-m6-n2-inc1", bce_loss=True, bce_target_thresh=0.2, crop_size=160,
+        val_crop_size=224, crop_pct=0.95, augment="random_resized_crop",
+    ),
     "demo": dict(
         dataset="imagefolder", model="resnet8", epochs=10, total_batch=64, lr_per_sample=0.2 / 64,
         schedule="cosine", mixup_alpha=0.2, crop_size=32, augment="random_resized_crop", min_crop_area=0.5,
@@ -67,8 +90,10 @@ RECIPES = {
 }
 DEFAULTS = dict(
     warmup_epochs=0, warmup_start_factor=1.0, schedule="step", milestones=[], momentum=0.9, weight_decay=1e-4,
-    mixup_warmup_epochs=0, mixup_off_epoch=-1, label_smoothing=0.0, dropout=0.0, min_crop_area=0.08, hflip=0.5,
-    adjust_orientation=False, device="auto", amp="auto", threads=4, seed=0, corrupt_labels=0.0, out="runs/latest", resume="",
+    opt="sgd", cutmix_alpha=0.0, cutmix_minmax=None, mix_prob=1.0, switch_prob=0.5, mixup_warmup_epochs=0,
+    mixup_off_epoch=-1, label_smoothing=0.0, bce_loss=False, bce_target_thresh=None, dropout=0.0, crop_pct=0.875,
+    auto_augment=None, reprob=0.0, remode="const", min_crop_area=0.08, hflip=0.5, adjust_orientation=False,
+    device="auto", amp="auto", threads=4, seed=0, corrupt_labels=0.0, out="runs/latest", resume="",
 )
 
 
@@ -82,22 +107,40 @@ def _parser():
     add("--recipe", choices=sorted(RECIPES), default="cifar", help="the paper's settings, or the demo's (default: cifar)")
     add("--dataset", choices=DATASETS)
     add("--data", required=True, help="dataset root; an ImageFolder or shard root must hold train/ and val/")
-    add("--model", choices=MODELS)
+    add("--model", help=f"{', '.join(SMALL_MODELS)}, any torchvision classification model, or any timm model "
+                        "(timm installed)")
     add("--epochs", type=int)
     add("--batch-size", type=int, help="per rank (default: the recipe's total batch / world size)")
     add("--lr", type=float, help="peak lr (default: the recipe's lr per sample x the total batch)")
     add("--warmup-epochs", type=int, help="linear lr warm-up (default: 0; imagenet: 5)")
     add("--schedule", choices=["step", "cosine"], help="after the warm-up (default: step; demo: cosine)")
     add("--milestones", type=int, nargs="*", help="epochs at which a step schedule divides the lr by 10")
+    add("--opt", choices=["sgd", "adamw", "lamb"],
+        help="(default: sgd with momentum; adamw and lamb, the latter timm's, leave biases and norms undecayed)")
     add("--momentum", type=float, help="SGD momentum (default: 0.9)")
     add("--weight-decay", type=float, help="(default: 1e-4)")
-    add("--mixup-alpha", type=float, help="Beta(alpha, alpha); 0 is ERM")
-    add("--mixup-warmup-epochs", type=int, help="no mixup for the first K epochs (default: 0)")
-    add("--mixup-off-epoch", type=int, help="no mixup from this epoch on (default: -1, never)")
-    add("--per-sample", action="store_true", help="one mixup lambda per sample instead of per batch")
+    add("--mixup-alpha", type=float, help="Beta(alpha, alpha); 0 is no mixup (with no CutMix, ERM)")
+    add("--cutmix-alpha", type=float, help="CutMix's Beta(alpha, alpha); 0 is no CutMix (default: 0)")
+    add("--cutmix-minmax", type=float, nargs=2, metavar=("LO", "HI"),
+        help="CutMix box sides uniform in [LO, HI) of the image's, instead of from lambda")
+    add("--mix-prob", type=float, help="probability of mixing a batch (or sample) at all (default: 1)")
+    add("--switch-prob", type=float, help="with mixup and CutMix, the probability of CutMix (default: 0.5)")
+    add("--mixup-warmup-epochs", type=int, help="no mixing for the first K epochs (default: 0)")
+    add("--mixup-off-epoch", type=int, help="no mixing from this epoch on (default: -1, never)")
+    add("--per-sample", action="store_true", help="draw lambda, the switch and the box per sample instead of per batch")
     add("--label-smoothing", type=float, help="(default: 0)")
+    add("--bce-loss", action=argparse.BooleanOptionalAction,
+        help="binary cross-entropy on the (mixed) targets, as timm's --bce-loss (default: off; rsb-a3: on)")
+    add("--bce-target-thresh", type=float,
+        help="with --bce-loss, targets above this become 1, the others 0 (timm's; rsb-a3: 0.2)")
     add("--dropout", type=float, help="dropout inside PreAct blocks, the paper's section 3.4 (default: 0)")
-    add("--crop-size", type=int, help="(cifar, demo: 32; imagenet: 224)")
+    add("--crop-size", type=int, help="train crop side (cifar, demo: 32; imagenet: 224; rsb-a3: 160)")
+    add("--val-crop-size", type=int, help="val crop side (default: --crop-size; rsb-a3: 224)")
+    add("--crop-pct", type=float, help="val's center crop share of the resized image (default: 0.875; rsb-a3: 0.95)")
+    add("--auto-augment", help="rand-m<M>-n<N>[-inc1], trivial or autoaugment (DALI's; default: none; rsb-a3: "
+                               "rand-m6-n2-inc1)")
+    add("--reprob", type=float, help="random erasing probability, timm's (default: 0)")
+    add("--remode", choices=["const", "pixel"], help="random erasing fill (default: const)")
     add("--augment", choices=["random_resized_crop", "pad_crop"],
         help="train crops: ImageNet's random-resized crops, or CIFAR's 4-pixel pad and random crop, for any "
              "dataset format (cifar: pad_crop; imagenet, demo: random_resized_crop)")
@@ -140,6 +183,7 @@ def parse_config(argv=None, world_size=1, cuda=False):
         warmup_start_lr=lr * values["warmup_start_factor"],
         amp={"auto": "bf16" if device == "gpu" else "off"}.get(values["amp"], values["amp"]),
         channels_last=values.get("channels_last", device == "gpu"),
+        val_crop_size=values.get("val_crop_size") or values["crop_size"],
     )
     config = Config(**{key: value for key, value in values.items() if key in fields})
     problems = _check(config)
@@ -163,7 +207,31 @@ def _check(c):
         problems.append(f"--min-crop-area must be in (0, 1], got {c.min_crop_area}")
     if not 0 <= c.hflip <= 1:
         problems.append(f"--hflip must be in [0, 1], got {c.hflip}")
-    if c.dropout and c.model in IMAGENET_MODELS:
+    if c.cutmix_alpha < 0:
+        problems.append(f"--cutmix-alpha must be >= 0, got {c.cutmix_alpha}")
+    for name in ("reprob", "mix_prob", "switch_prob"):
+        if not 0 <= getattr(c, name) <= 1:
+            problems.append(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(c, name)}")
+    if not 0 < c.crop_pct <= 1:
+        problems.append(f"--crop-pct must be in (0, 1], got {c.crop_pct}")
+    if c.val_crop_size < 1:
+        problems.append(f"--val-crop-size must be >= 1, got {c.val_crop_size}")
+    if c.cutmix_minmax is not None and not 0 < c.cutmix_minmax[0] < c.cutmix_minmax[1] <= 1:
+        problems.append(f"--cutmix-minmax must be LO HI with 0 < LO < HI <= 1, got {c.cutmix_minmax}")
+    if c.bce_target_thresh is not None and not (c.bce_loss and 0 <= c.bce_target_thresh < 1):
+        problems.append(f"--bce-target-thresh needs --bce-loss and a value in [0, 1), got {c.bce_target_thresh}")
+    try:
+        resolve_model(c.model)
+    except ValueError as err:
+        problems.append(f"--model: {err}")
+    if c.opt == "lamb" and importlib.util.find_spec("timm") is None:
+        problems.append("--opt lamb is timm's LAMB: pip install timm")
+    if c.auto_augment is not None:
+        try:
+            AutoAugment(c.auto_augment)
+        except ValueError as err:
+            problems.append(f"--auto-augment: {err}")
+    if c.dropout and c.model not in SMALL_MODELS:
         problems.append(f"--dropout applies to the PreAct models, not {c.model}")
     if c.amp == "fp16" and c.device == "cpu":
         problems.append("--amp fp16 needs a GPU; use bf16 or off on the CPU")

@@ -1,4 +1,4 @@
-"""The models: torchvision's ImageNet ResNets, and the paper's 32x32 networks.
+"""The models: the paper's 32x32 networks, and any torchvision classification model or timm model by name.
 
 PreAct ResNet-18 and WideResNet-28-10 follow the CIFAR setups in Zhang et al. (2018), who use
 the PreAct ResNet of He et al. (2016) and the WRN of Zagoruyko and Komodakis (2016); ``resnet8``
@@ -9,9 +9,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-IMAGENET_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "resnext101_32x8d")
 SMALL_MODELS = ("preact_resnet18", "wrn28_10", "resnet8")
-MODELS = IMAGENET_MODELS + SMALL_MODELS
 
 
 class PreActBlock(nn.Module):
@@ -65,20 +63,44 @@ class PreActResNet(nn.Module):
         return self.fc(x)
 
 
+def resolve_model(name):
+    """Where a model name comes from: ``"ours"`` (the 32x32 networks), ``"torchvision"`` or ``"timm"``,
+    looked up in that order; ``timm:NAME`` asks for timm's where both have one (``timm:resnet50``).
+
+    Raises:
+        ValueError: naming where it looked, if no one has it.
+    """
+    if name in SMALL_MODELS:
+        return "ours"
+    if not name.startswith("timm:") and name in torchvision.models.list_models(module=torchvision.models):
+        return "torchvision"
+    try:
+        import timm
+    except ImportError:
+        timm = None
+    if timm is not None and timm.is_model(name.removeprefix("timm:")):
+        return "timm"
+    where = "torchvision's classification models" + (", timm's models" if timm else " (timm is not installed)")
+    raise ValueError(f"no model {name!r} among {', '.join(SMALL_MODELS)}, {where}")
+
+
 def create_model(name, num_classes, dropout=0.0):
-    """A model by name.
+    """A model by name, untrained: one of ours, a torchvision classification model, or a timm model.
 
     Args:
-        name: one of ``MODELS``.
+        name: see :func:`resolve_model`.
         num_classes: outputs.
-        dropout: dropout inside the blocks of the 32x32 networks; the torchvision models take none.
+        dropout: dropout inside the blocks of the 32x32 networks; the others take none.
     """
-    if name not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {name!r}")
-    if name in IMAGENET_MODELS:
+    origin = resolve_model(name)
+    if origin != "ours":
         if dropout:
             raise ValueError(f"dropout applies to {SMALL_MODELS} only, not {name}")
-        return getattr(torchvision.models, name)(num_classes=num_classes)
+        if origin == "torchvision":
+            return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        import timm
+
+        return timm.create_model(name.removeprefix("timm:"), pretrained=False, num_classes=num_classes)
     if name == "preact_resnet18":
         return PreActResNet([64, 128, 256, 512], [2, 2, 2, 2], num_classes, dropout)
     if name == "wrn28_10":  # (28 - 4) / 6 = 4 blocks per stage, widths 16k with k = 10

@@ -98,10 +98,47 @@ def image_dtype(device, amp):
     return torch.float16 if device == "gpu" and amp != "off" else torch.float32
 
 
-def mixup_alpha_at(epoch, config):
-    if epoch < config.mixup_warmup_epochs or 0 <= config.mixup_off_epoch <= epoch:
-        return 0.0
-    return config.mixup_alpha
+def mixing_at(epoch, config):
+    """make_loader's mixing options for ``epoch``: none in the mixup warm-up and from the off epoch
+    (mixup and CutMix together, as timm's ``--mixup-off-epoch``)."""
+    off = epoch < config.mixup_warmup_epochs or 0 <= config.mixup_off_epoch <= epoch
+    return {"mixup_alpha": 0.0 if off else config.mixup_alpha, "cutmix_alpha": 0.0 if off else config.cutmix_alpha,
+            "cutmix_minmax": None if off else config.cutmix_minmax, "mix_prob": config.mix_prob,
+            "switch_prob": config.switch_prob}
+
+
+def loss_function(config):
+    """The loss on the soft (mixed) targets, in float32 whatever the autocast dtype: cross-entropy, or with
+    ``--bce-loss`` binary cross-entropy per class, the targets thresholded first with
+    ``--bce-target-thresh`` (timm's ``BinaryCrossEntropy``)."""
+    if not config.bce_loss:
+        return lambda logits, targets: torch.sum(-targets * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+    threshold = config.bce_target_thresh
+
+    def bce(logits, targets):
+        if threshold is not None:
+            targets = (targets > threshold).to(targets.dtype)
+        return F.binary_cross_entropy_with_logits(logits.float(), targets)
+
+    return bce
+
+
+def make_optimizer(config, model):
+    """SGD with momentum on every parameter (the paper's), or AdamW or timm's LAMB with biases and
+    normalization weights left out of the weight decay (timm's default for both)."""
+    if config.opt == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": config.weight_decay}]
+    if config.opt == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr)
+    from timm.optim import Lamb  # config.py has checked that timm is there
+
+    return Lamb(groups, lr=config.lr)
 
 
 def all_reduce_sum(values, device):
@@ -215,21 +252,22 @@ def main(argv=None):
 
     # ---- data: DALI pipelines behind make_loader; the seed moves on at a resume so no epoch repeats ----
     train_args, val_args, train_eval_args = data_sources(config, rank)
-    common = {"device": config.device, "crop_size": config.crop_size, "augment": config.augment,
-              "adjust_orientation": config.adjust_orientation, "channels_last": config.channels_last,
-              "dtype": image_dtype(config.device, config.amp), "num_threads": config.threads,
-              "batch_size": config.batch_size}
+    common = {"device": config.device, "augment": config.augment, "adjust_orientation": config.adjust_orientation,
+              "channels_last": config.channels_last, "dtype": image_dtype(config.device, config.amp),
+              "num_threads": config.threads, "batch_size": config.batch_size}
+    evaluation = {**common, "split": "val", "crop_size": config.val_crop_size, "crop_pct": config.crop_pct}
 
-    def train_loader(alpha):
-        # mixup is built into the graph, so a new alpha is a new pipeline (at a mixup warm-up's end).
-        return make_loader(**train_args, **common, split="train", mixup_alpha=alpha, per_sample=config.per_sample,
-                           label_smoothing=config.label_smoothing, min_crop_area=config.min_crop_area,
-                           hflip=config.hflip, seed=config.seed + 1000 * start_epoch)
+    def train_loader(mixing):
+        # Mixing is built into the graph, so new mixing options are a new pipeline (at a warm-up's end).
+        return make_loader(**train_args, **common, **mixing, split="train", crop_size=config.crop_size,
+                           per_sample=config.per_sample, label_smoothing=config.label_smoothing,
+                           min_crop_area=config.min_crop_area, hflip=config.hflip, auto_augment=config.auto_augment,
+                           reprob=config.reprob, remode=config.remode, seed=config.seed + 1000 * start_epoch)
 
-    val_loader = make_loader(**val_args, **common, split="val")
-    train_eval_loader = make_loader(**train_eval_args, **common, split="val") if train_eval_args else None
-    loader_alpha = mixup_alpha_at(start_epoch, config)
-    loader = train_loader(loader_alpha)
+    val_loader = make_loader(**val_args, **evaluation)
+    train_eval_loader = make_loader(**train_eval_args, **evaluation) if train_eval_args else None
+    loader_mixing = mixing_at(start_epoch, config)
+    loader = train_loader(loader_mixing)
     num_classes, steps_per_epoch = loader.num_classes, len(loader)
 
     # ---- model, optimizer, schedule, AMP ----
@@ -238,8 +276,8 @@ def main(argv=None):
         model = model.to(memory_format=torch.channels_last)
     if world_size > 1:
         model = DistributedDataParallel(model, device_ids=[local_rank] if config.device == "gpu" else None)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = make_optimizer(config, model)
+    criterion = loss_function(config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, config))
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
     autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
@@ -263,10 +301,10 @@ def main(argv=None):
     # ---- training ----
     images_per_sec, row = 0.0, {}
     for epoch in range(start_epoch, config.epochs):
-        alpha = mixup_alpha_at(epoch, config)
-        if alpha != loader_alpha:
+        mixing = mixing_at(epoch, config)
+        if mixing != loader_mixing:
             loader = None  # one train pipeline at a time: the old one's memory goes before the new one is built
-            loader, loader_alpha = train_loader(alpha), alpha
+            loader, loader_mixing = train_loader(mixing), mixing
         model.train()
         progress = Progress(master, len(loader), epoch)
         loss_sum = torch.zeros((), device=device)
@@ -275,8 +313,7 @@ def main(argv=None):
         for step, (images, targets) in enumerate(loader):
             with autocast:
                 logits = model(images)
-            # Soft-target cross-entropy, in float32 whatever the autocast dtype.
-            loss = torch.sum(-targets * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+            loss = criterion(logits, targets)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -294,7 +331,8 @@ def main(argv=None):
         if train_eval_loader is not None:
             row.update(evaluate(model, train_eval_loader, device, autocast, split_labels=num_classes))
         best_top1 = max(best_top1, row["val_top1"])
-        row.update({"images_per_sec": images_per_sec, "lr": optimizer.param_groups[0]["lr"], "mixup_alpha": alpha,
+        row.update({"images_per_sec": images_per_sec, "lr": optimizer.param_groups[-1]["lr"],
+                    "mixup_alpha": mixing["mixup_alpha"], "cutmix_alpha": mixing["cutmix_alpha"],
                     "time": time.perf_counter() - start})
 
         # ---- checkpoint, then log: a line in metrics.jsonl means its epoch is saved ----
@@ -312,7 +350,8 @@ def main(argv=None):
                 f.write(json.dumps(row) + "\n")
             log(f"epoch {epoch}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
                 f"top-1 {row['val_top1']:.4f}, top-5 {row['val_top5']:.4f}, {images_per_sec:.0f} images/s, "
-                f"lr {row['lr']:.4g}, mixup alpha {alpha:g}")
+                f"lr {row['lr']:.4g}, mixup alpha {mixing['mixup_alpha']:g}"
+                + (f", cutmix alpha {mixing['cutmix_alpha']:g}" if mixing["cutmix_alpha"] else ""))
 
     if master:
         summary = {"final_top1": row.get("val_top1"), "best_top1": best_top1, "final_top5": row.get("val_top5"),
