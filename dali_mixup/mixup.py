@@ -197,11 +197,12 @@ def _fused(images, labels, num_classes, mixing, draws, dtype, mean, std, mirror,
     extra = {} if mirror is None else {"mirror": fn.cast(mirror, dtype=types.INT32)}
     if box is not None:
         extra["box"] = box
-    return fn.mixup_normalize(
+    images, targets = fn.mixup_normalize(
         images, labels, lam=lam, partner=perm, mean=list(map(float, mean)), std=list(map(float, std)),
         num_classes=num_classes, label_smoothing=float(mixing.label_smoothing), dtype=dtype,
         output_layout=output_layout, **extra,
     )
+    return images, targets
 
 
 def _composed(images, one_hot, draws, dtype, on_gpu):
