@@ -5,6 +5,7 @@
     python -m dali_mixup.datasets cifar100-like OUT [--per-class M] [--test-per-class K]
     python -m dali_mixup.datasets shards IMAGEFOLDER OUT [--per-shard N]
     python -m dali_mixup.datasets digits OUT
+    python -m dali_mixup.datasets spoken-words OUT [--per-word N] [--seed S]
 
 The ImageNet- and CIFAR-like images are random crops, scales and flips of the photos shipped in
 scikit-image and scikit-learn (class k uses photo k modulo their number), deterministic by
@@ -177,9 +178,13 @@ def main(argv=None):
     shards.add_argument("--per-shard", type=int, default=1000)
     digits = commands.add_parser("digits", help="scikit-learn's handwritten digits, 32x32, train/ and val/")
     digits.add_argument("out")
+    spoken = commands.add_parser("spoken-words", help="Speech Commands-like 1 s WAVs of synthesized speech")
+    spoken.add_argument("out")
+    spoken.add_argument("--per-word", type=int, default=30)
+    spoken.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    for name in ("classes", "per_class", "per_shard", "test_per_class"):
+    for name in ("classes", "per_class", "per_shard", "per_word", "test_per_class"):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.command == "imagenet-like":
@@ -194,6 +199,16 @@ def main(argv=None):
             write_imagenet_like(args.out, args.classes, args.per_class, args.seed)
     elif args.command == "digits":
         write_digits(args.out)
+    elif args.command == "spoken-words":
+        from dali_mixup.spoken_words import write_spoken_words
+
+        try:
+            splits = write_spoken_words(args.out, args.per_word, args.seed)
+        except ValueError as err:  # a negative seed, an OUT that is not empty
+            parser.error(str(err))
+        print(f"wrote {sum(map(len, splits.values()))} clips to {args.out}: "
+              + ", ".join(f"{len(paths)} {split}" for split, paths in splits.items()))
+        return
     elif args.command == "shards":
         paths = write_shards(args.image_folder, args.out, args.per_shard)
         print(f"wrote {len(paths)} shard(s) with index files to {args.out}")

@@ -337,3 +337,131 @@ def sniff_image(path):
     except OSError as err:
         return f"cannot be read ({err.strerror})"
     return sniff_bytes(head, tail)
+
+
+# Speech Commands (Warden 2018), v0.01 and v0.02, read with torchaudio's SPEECHCOMMANDS rules.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+SPEECH_SPLITS = {"val": "validation_list.txt", "test": "testing_list.txt"}
+BACKGROUND_NOISE = "_background_noise_"
+NOHASH = "_nohash_"
+
+
+def _read_split_list(root, name, clips, problems):
+    """The clips named in ``root/name`` (``word/file.wav`` per line), each checked against ``clips``."""
+    path = os.path.join(root, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: a Speech Commands root holds validation_list.txt "
+                                "and testing_list.txt beside its word folders")
+    listed = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            clip = line.strip()
+            if not clip:
+                continue
+            if clip in listed:
+                problems.append(f"{path}, line {number}: {clip!r} is listed again (first on line {listed[clip]})")
+            elif clip not in clips:
+                problems.append(f"{path}, line {number}: {clip!r} is not a clip of a word folder in {root}")
+            else:
+                listed[clip] = number
+    return listed
+
+
+def scan_speech_commands(root, split):
+    """Scan a Speech Commands root for one split, by the rules of torchaudio's ``SPEECHCOMMANDS``.
+
+    Classes are the sorted names of the word folders in ``root`` (every folder but
+    ``_background_noise_``). A clip is ``root/<word>/<speaker>_nohash_<n>.<ext>``, ``ext`` one of
+    ``AUDIO_EXTENSIONS`` in any case. ``"val"`` takes the clips listed in ``validation_list.txt``,
+    ``"test"`` those in ``testing_list.txt``, and ``"train"`` every other clip. The order is the
+    sorted ``word/file`` paths.
+
+    Args:
+        root: the folder holding the word folders and the two lists.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Returns:
+        ``(files, labels, classes, problems)``: paths, class ids, word names, and one line for each
+        problem: a file in a word folder that is not a clip, a word folder with no clip, a listed
+        clip that does not exist or is listed twice, a clip in both lists.
+
+    Raises:
+        FileNotFoundError: if ``root`` is not a folder, has no word folder or lacks a list.
+        ValueError: for a split other than the three.
+    """
+    if split not in ("train", *SPEECH_SPLITS):
+        raise ValueError(f"split must be 'train', 'val' or 'test' for Speech Commands, got {split!r}")
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"dataset root {root!r} is not a folder")
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and entry.name != BACKGROUND_NOISE)
+    if not classes:
+        raise FileNotFoundError(f"no word folders in {root!r}; expected the layout root/<word>/<speaker>_nohash_0.wav")
+    clips, problems = {}, []
+    for label, word in enumerate(classes):
+        folder = os.path.join(root, word)
+        names = sorted(os.listdir(folder))
+        for name in names:
+            if name.lower().endswith(AUDIO_EXTENSIONS) and NOHASH in name:
+                clips[f"{word}/{name}"] = label
+            else:
+                problems.append(f"{os.path.join(folder, name)}: not a clip (expected <speaker>{NOHASH}<n> "
+                                f"with an extension in {AUDIO_EXTENSIONS})")
+        if not any(name.lower().endswith(AUDIO_EXTENSIONS) for name in names):
+            problems.append(f"{folder}: empty word folder (no clip)")
+    lists = {name: _read_split_list(root, filename, clips, problems) for name, filename in SPEECH_SPLITS.items()}
+    for clip in sorted(lists["val"].keys() & lists["test"].keys()):
+        problems.append(f"{clip} is in both {SPEECH_SPLITS['val']} and {SPEECH_SPLITS['test']}")
+    if split == "train":
+        chosen = sorted(clips.keys() - lists["val"].keys() - lists["test"].keys())
+    else:
+        chosen = sorted(lists[split])
+    files = [os.path.join(root, clip) for clip in chosen]
+    return files, [clips[clip] for clip in chosen], classes, problems
+
+
+def speech_commands(root, split):
+    """:func:`scan_speech_commands`, raising ValueError that names every problem."""
+    files, labels, classes, problems = scan_speech_commands(root, split)
+    raise_problems(root, problems)
+    return files, labels, classes
+
+
+def _wav_data_chunk(f, size):
+    """``(offset, length)`` of a RIFF/WAVE file's ``data`` chunk as its header gives them, or None."""
+    f.seek(12)
+    while f.tell() + 8 <= size:
+        chunk_id, length = f.read(4), int.from_bytes(f.read(4), "little")
+        if chunk_id == b"data":
+            return f.tell(), length
+        f.seek(length + (length & 1), os.SEEK_CUR)  # chunks are padded to an even length
+    return None
+
+
+def sniff_audio(path):
+    """What is wrong with an audio file, judged by its header; None if nothing.
+
+    For a WAV, the ``data`` chunk is found: no samples, or fewer bytes than the header promises
+    (a truncated file, which decoders read as a shorter clip), is reported. FLAC and Ogg are
+    judged by their signature only. This does not decode: ``check_data`` does that.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(12)
+            chunk = _wav_data_chunk(f, size) if head.startswith(b"RIFF") and head[8:12] == b"WAVE" else False
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if not head:
+        return "is empty"
+    if head.startswith((b"fLaC", b"OggS")):
+        return None
+    if chunk is False:
+        return "is not audio (not a WAV, FLAC or Ogg signature)"
+    if chunk is None:
+        return "is a WAV without a data chunk"
+    offset, length = chunk
+    if length == 0:
+        return "is a WAV with no samples"
+    if offset + length > size:
+        return f"is a truncated WAV (its header promises {length} bytes of samples, the file holds {size - offset})"
+    return None

@@ -12,6 +12,7 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator
 from dali_mixup.mixup import Mixing
 from pipelines import augment as augment_lib
 from pipelines import images as image_pipelines
+from pipelines import speech as speech_pipelines
 from pipelines.sources import SOURCES
 
 DATASETS = tuple(SOURCES)
@@ -111,11 +112,17 @@ def _check_fraction(name, value, low):
         raise ValueError(f"{name} must be a number in [{low:g}, 1], got {value!r}")
 
 
+def _source_class(dataset):
+    source = SOURCES[dataset]
+    return getattr(source, "func", source)  # (CIFAR's sources are partials of one class)
+
+
 def _check_options(dataset, split, device, root, file_list, augment, adjust_orientation):
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    splits = _source_class(dataset).splits
+    if split not in splits:
+        raise ValueError(f"split must be one of {splits} for dataset={dataset!r}, got {split!r}")
     if device not in ("gpu", "cpu"):
         raise ValueError(f"device must be 'gpu' or 'cpu', got {device!r}")
     if augment is not None and augment not in AUGMENTS:
@@ -141,11 +148,22 @@ def _train_options(split, mixing_args, auto_augment, reprob, remode):
     if remode not in ("const", "pixel"):
         raise ValueError(f"remode must be 'const' or 'pixel', got {remode!r}")
     defaults = Mixing()
-    if split == "val" and (mixing != dataclasses.replace(defaults, label_smoothing=mixing.label_smoothing)
+    if split != "train" and (mixing != dataclasses.replace(defaults, label_smoothing=mixing.label_smoothing)
                            or mixing.label_smoothing or policies or reprob):
         raise ValueError("mixup_alpha, per_sample, label_smoothing, the CutMix options, auto_augment and reprob "
                          "apply to split='train' only")
     return mixing, policies
+
+
+# make_loader's options for images, at their defaults; an audio dataset takes none of them.
+_IMAGE_OPTIONS = {"crop_size": None, "min_crop_area": 0.08, "hflip": 0.5, "augment": None, "adjust_orientation": False,
+                  "channels_last": False, "auto_augment": None, "reprob": 0.0, "remode": "const", "crop_pct": 0.875}
+
+
+def _check_audio_options(dataset, options):
+    changed = [name for name, default in _IMAGE_OPTIONS.items() if options[name] != default]
+    if changed:
+        raise ValueError(f"{', '.join(changed)} apply to image datasets, not dataset={dataset!r} (audio)")
 
 
 def _image_dtype(dtype, device):
@@ -177,6 +195,30 @@ def _check_distributed(rank, world_size, local_rank, device):
         if not torch.cuda.is_available():
             raise ValueError("device='gpu' needs CUDA, which torch does not see; use device='cpu'")
     return rank, world_size, local_rank
+
+
+def _image_pipeline(source, training, mixing, policies, *, crop_size, min_crop_area, hflip, augment,
+                    adjust_orientation, reprob, remode, crop_pct):
+    """The train or val pipeline of ``pipelines.images`` for an image source, its crops and crop policies
+    (``policies`` holds the automatic augmentation, if any; random erasing is added here)."""
+    crop_size = crop_size or source.image_size or 224
+    augment = augment or ("pad_crop" if source.image_size else "random_resized_crop")
+    augment_args = {"crop_size": crop_size, "hflip": hflip, "adjust_orientation": adjust_orientation}
+    if augment == "random_resized_crop":
+        augment_args.update(min_crop_area=min_crop_area, crop_pct=crop_pct)
+    augment = augment_lib.AUGMENTS[augment](**augment_args)
+    if reprob:
+        policies.append(augment_lib.RandomErasing(reprob, remode, tuple(source.mean), tuple(source.std)))
+    if training:
+        return functools.partial(image_pipelines.train_pipeline, source, augment, mixing, policies=tuple(policies))
+    return functools.partial(image_pipelines.val_pipeline, source, augment)
+
+
+def _speech_pipeline(source, training, mixing):
+    """The train or eval pipeline of ``pipelines.speech`` for an audio source."""
+    if training:
+        return functools.partial(speech_pipelines.train_pipeline, source, mixing)
+    return functools.partial(speech_pipelines.val_pipeline, source)
 
 
 def make_loader(
@@ -218,11 +260,14 @@ def make_loader(
         dataset: ``"imagefolder"`` (``root/class_x/**/*.JPEG``, classes, files and labels exactly
             as torchvision's ImageFolder finds them), ``"filelist"``, ``"webdataset"`` (tar
             shards with ``.jpg`` and ASCII ``.cls``), ``"cifar10"`` or ``"cifar100"`` (binary or
-            python version).
+            python version), or ``"speechcommands"`` (Google Speech Commands v0.01/v0.02: WAV, FLAC
+            or Ogg clips as ``[B, 1, 161, 101]`` log spectrograms, see ``pipelines.speech``; the
+            image options below do not apply and are refused).
         root: the ImageFolder, the folder the file list's paths are relative to, the folder of
-            shards, or the folder that holds the CIFAR batches folder.
+            shards, the folder that holds the CIFAR batches folder, or the Speech Commands root.
         split: ``"train"`` (augmentation, mixup, reshuffled every epoch) or ``"val"`` (the eval
-            transform, every sample once across ranks).
+            transform, every sample once across ranks); ``"test"`` too for Speech Commands
+            (``validation_list.txt`` is val, ``testing_list.txt`` test, the rest train).
         batch_size: samples per batch on this rank.
         device: ``"gpu"`` (decode and augment on the GPU ``local_rank``) or ``"cpu"``.
         file_list: for ``"filelist"``: a file with one ``relative/path label`` per line.
@@ -289,6 +334,11 @@ def make_loader(
                     switch_prob=switch_prob, per_sample=per_sample, label_smoothing=label_smoothing),
         auto_augment, reprob, remode)
 
+    image_options = dict(crop_size=crop_size, min_crop_area=min_crop_area, hflip=hflip, augment=augment,
+                         adjust_orientation=adjust_orientation, reprob=reprob, remode=remode, crop_pct=crop_pct)
+    if _source_class(dataset).modality == "audio":
+        _check_audio_options(dataset, {**image_options, "channels_last": channels_last, "auto_augment": auto_augment})
+
     source = SOURCES[dataset](os.fspath(root), split=split, file_list=file_list, num_classes=num_classes)
     num_batches = source.num_batches(batch_size, training=training, shard_id=rank, num_shards=world_size)
     if training and num_batches == 0:
@@ -297,21 +347,13 @@ def make_loader(
             f"{len(source) // world_size} of {len(source)} samples over world_size={world_size}; "
             "use a smaller batch_size or fewer ranks"
         )
-    crop_size = crop_size or source.image_size or 224
-    augment = augment or ("pad_crop" if source.image_size else "random_resized_crop")
-    augment_args = {"crop_size": crop_size, "hflip": hflip, "adjust_orientation": adjust_orientation}
-    if augment == "random_resized_crop":
-        augment_args.update(min_crop_area=min_crop_area, crop_pct=crop_pct)
-    augment = augment_lib.AUGMENTS[augment](**augment_args)
-    if reprob:
-        policies.append(augment_lib.RandomErasing(reprob, remode, tuple(source.mean), tuple(source.std)))
-    common = {"shard_id": rank, "num_shards": world_size, "device": device, "channels_last": channels_last,
-              "image_dtype": image_dtype, "batch_size": batch_size, "num_threads": num_threads,
-              "device_id": local_rank if device == "gpu" else None}
-    if training:
-        pipeline = functools.partial(image_pipelines.train_pipeline, source, augment, mixing, policies=tuple(policies))
+    common = {"shard_id": rank, "num_shards": world_size, "device": device, "image_dtype": image_dtype,
+              "batch_size": batch_size, "num_threads": num_threads, "device_id": local_rank if device == "gpu" else None}
+    if source.modality == "audio":
+        pipeline = _speech_pipeline(source, training, mixing)
     else:
-        pipeline = functools.partial(image_pipelines.val_pipeline, source, augment)
+        common["channels_last"] = channels_last
+        pipeline = _image_pipeline(source, training, mixing, policies, **image_options)
 
     def build(generation):
         # Each rebuild (see DaliLoader) moves the sample order and the augmentation seeds on.

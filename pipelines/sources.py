@@ -8,6 +8,8 @@ the pipelines in ``pipelines.images`` take any of them.
 The face (:class:`Source`):
 
 - ``num_classes``, ``len(source)`` (samples), ``mean`` and ``std`` (the normalization);
+- ``modality``: ``"image"`` (the pipelines of ``pipelines.images``) or ``"audio"`` (``pipelines.speech``);
+- ``splits``: the splits it has (``"train"``, ``"val"``, and ``"test"`` for Speech Commands);
 - ``encoded``: whether :meth:`Source.read` gives encoded images for the pipeline to decode
   (files, shards) or decoded uint8 HWC images (CIFAR, held in memory);
 - ``read(...)``: the graph nodes ``(images, labels)`` of one rank's shard;
@@ -38,11 +40,13 @@ class Source:
 
     Args (of every source's constructor):
         root: where the data is (a folder, a CIFAR root, ...).
-        split: ``"train"`` or ``"val"``; sources that hold both splits under one root pick one.
+        split: one of ``splits``; sources that hold every split under one root pick one.
         file_list: a list file, for the sources that read one.
         num_classes: checked against the data, or inferred from it when None.
     """
 
+    modality = "image"
+    splits = ("train", "val")
     encoded = True
     image_size = None  # the side of every image when all are one square size (CIFAR), else None
     mean, std = IMAGENET_MEAN, IMAGENET_STD
@@ -299,10 +303,32 @@ class _CifarBatches:
         return self.labels_all[self._order[begin:end]]
 
 
+class SpeechCommands(_Files):
+    """Google Speech Commands (v0.01, v0.02): ``root/<word>/<speaker>_nohash_<n>.wav`` and the two split lists.
+
+    The splits follow torchaudio's ``SPEECHCOMMANDS`` (``formats.scan_speech_commands``); the
+    clips are decoded by ``pipelines.speech``.
+    """
+
+    modality = "audio"
+    splits = ("train", "val", "test")
+    mean = std = None  # each spectrogram is standardized on its own
+
+    def __init__(self, root, *, split, file_list=None, num_classes=None):
+        files, labels, classes = formats.speech_commands(root, split)
+        if num_classes is not None and num_classes != len(classes):
+            raise ValueError(f"num_classes={num_classes}, but {root!r} holds {len(classes)} word folders")
+        super().__init__(files, labels, len(classes))
+
+    def explain(self, err):
+        _bad_files_error(err, ((file, formats.sniff_audio(file)) for file in self.files))
+
+
 SOURCES = {
     "imagefolder": ImageFolder,
     "filelist": FileList,
     "webdataset": Shards,
     "cifar10": functools.partial(Cifar, name="cifar10"),
     "cifar100": functools.partial(Cifar, name="cifar100"),
+    "speechcommands": SpeechCommands,
 }

@@ -45,3 +45,13 @@ def digits_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("digits")
     write_digits(str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def spoken_dir(tmp_path_factory):
+    """Speech Commands-like spoken words made by the maker: all 35 words x 4 clips, seed 0; and what it returned."""
+    from dali_mixup.spoken_words import write_spoken_words
+
+    root = tmp_path_factory.mktemp("spoken") / "set"
+    splits = write_spoken_words(str(root), per_word=4, seed=0)
+    return root, splits

@@ -67,6 +67,31 @@ def test_two_processes_train_resnet8_to_90_percent(digits_dir, tmp_path):
     assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
 
 
+@pytest.fixture(scope="module")
+def five_words(tmp_path_factory):
+    """Spoken words for the speech recipe: 5 commands x 40 clips (chance is 0.2)."""
+    from dali_mixup.spoken_words import write_spoken_words
+
+    root = tmp_path_factory.mktemp("five") / "words"
+    write_spoken_words(str(root), per_word=40, seed=0, words=("yes", "no", "up", "down", "stop"))
+    return root
+
+
+def test_two_processes_train_lenet_on_spoken_words_with_mixup(five_words, tmp_path):
+    """The speech recipe under torchrun: mixup after one ERM epoch, val and test on voices never heard in training."""
+    out = tmp_path / "run"
+    result = _train(["--recipe", "speech", "--data", five_words, "--epochs", 6, "--batch-size", 10,
+                     "--mixup-warmup-epochs", 1, "--warmup-epochs", 1, "--threads", 1, "--out", out],
+                    launcher=[*TORCHRUN, "--standalone", "--nproc_per_node=2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _metrics(out)
+    assert [row["mixup_alpha"] for row in rows] == [0.0] + [0.2] * 5
+    assert {"val_top1", "val_loss", "test_top1", "test_loss", "test_top5"} <= set(rows[-1])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_test_top1"] == rows[-1]["test_top1"]
+    assert rows[-1]["val_top1"] >= 0.5 and rows[-1]["test_top1"] >= 0.5, rows[-1]  # measured: 0.62, 0.82
+
+
 def test_resume_continues_the_same_run(digits_dir, tmp_path):
     # ERM: without mixup's per-batch λ the loss of an epoch varies little with the data order.
     common = ["--recipe", "demo", "--data", digits_dir, "--batch-size", 64, "--threads", 2, "--epochs", 4,
@@ -235,9 +260,14 @@ def test_two_nodes_through_torchrun_rendezvous(digits_dir, tmp_path):
         (["--auto-augment", "rand-m7-mstd0.5-inc1"], "--auto-augment: .*DALI's RandAugment has no magnitude noise"),
         (["--bce-target-thresh", "0.2"], "--bce-target-thresh needs --bce-loss"),
         (["--model", "no_such_net"], "--model: no model 'no_such_net' among preact_resnet18, wrn28_10, resnet8, "
-                                     "torchvision's classification models, timm's models"),
+                                     "lenet_speech, vgg11_speech, torchvision's classification models, timm's models"),
         (["--reprob", "2"], r"--reprob must be in \[0, 1\], got 2.0"),
-        (["--opt", "adam"], "argument --opt: invalid choice: 'adam'"),
+        (["--opt", "nadam"], "argument --opt: invalid choice: 'nadam'"),
+        (["--model", "lenet_speech"], "--model lenet_speech is for --dataset speechcommands, not cifar10"),
+        (["--dataset", "speechcommands", "--model", "resnet8"], "--dataset speechcommands takes lenet_speech or "
+                                                                "vgg11_speech, not resnet8"),
+        (["--recipe", "speech", "--crop-size", "64", "--hflip", "0"],
+         "--crop-size, --hflip apply to image datasets, not --dataset speechcommands"),
         (["--device", "gpu"] if not torch.cuda.is_available() else ["--amp", "fp16", "--device", "cpu"],
          "--device gpu, but torch sees no CUDA GPU" if not torch.cuda.is_available() else "--amp fp16 needs a GPU"),
     ],
@@ -360,6 +390,39 @@ def test_the_bce_loss_is_timms(tmp_path):
         config = parse_config(["--data", str(tmp_path), *flags])
         expected = BinaryCrossEntropy(smoothing=0.0, target_threshold=thresh)(logits, targets)
         torch.testing.assert_close(loss_function(config)(logits, targets), expected)
+
+
+def test_the_speech_recipe_is_the_papers_with_torchs_adam(tmp_path):
+    from train.config import parse_config
+    from train.trainer import lr_factor, make_optimizer
+
+    config = parse_config(["--recipe", "speech", "--data", str(tmp_path)])
+    assert (config.dataset, config.model, config.batch_size, config.lr, config.epochs, config.milestones,
+            config.mixup_alpha, config.mixup_warmup_epochs, config.channels_last, config.crop_size) == (
+        "speechcommands", "lenet_speech", 100, pytest.approx(3e-3), 30, [10, 20], 0.2, 5, False, None)
+    assert [lr_factor(epoch * 10, 10, config) for epoch in (0, 9, 10, 20, 29)] == pytest.approx([1, 1, 0.1, 0.01, 0.01])
+    model = create_model("lenet_speech", 35)
+    optimizer = make_optimizer(parse_config(["--recipe", "speech", "--data", str(tmp_path), "--weight-decay", "1e-4"]),
+                               model)
+    assert type(optimizer) is torch.optim.Adam
+    assert [(g["weight_decay"], len(g["params"])) for g in optimizer.param_groups] == [(1e-4, 8)]
+
+
+def test_a_warm_up_starts_at_one_percent_unless_the_recipe_says_otherwise(tmp_path):
+    from train.config import parse_config
+    from train.trainer import lr_factor
+
+    config = parse_config(["--data", str(tmp_path), "--warmup-epochs", "2"])
+    assert [lr_factor(step, 10, config) for step in (0, 10, 20)] == pytest.approx([0.01, 0.505, 1.0])
+    imagenet = parse_config(["--recipe", "imagenet", "--data", str(tmp_path)])
+    assert lr_factor(0, 10, imagenet) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("name", ["lenet_speech", "vgg11_speech"])
+@pytest.mark.parametrize("rows", [161, 160])
+def test_speech_models_take_the_papers_and_the_codes_spectrograms(name, rows):
+    model = create_model(name, 35)
+    assert model(torch.zeros(2, 1, rows, 101)).shape == (2, 35)
 
 
 @pytest.mark.parametrize("opt", ["adamw", "lamb"])

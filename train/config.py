@@ -6,9 +6,9 @@ import importlib.util
 import os
 
 from dali_mixup.loader import AutoAugment
-from train.models import SMALL_MODELS, resolve_model
+from train.models import SMALL_MODELS, SPEECH_MODELS, resolve_model
 
-DATASETS = ("imagefolder", "filelist", "webdataset", "cifar10", "cifar100")
+DATASETS = ("imagefolder", "filelist", "webdataset", "cifar10", "cifar100", "speechcommands")
 
 
 @dataclasses.dataclass
@@ -26,7 +26,7 @@ class Config:
     milestones: list
     momentum: float
     weight_decay: float
-    opt: str  # "sgd", "adamw" or "lamb"
+    opt: str  # "sgd", "adam", "adamw" or "lamb"
     mixup_alpha: float
     cutmix_alpha: float
     cutmix_minmax: list  # [lo, hi] or None
@@ -39,7 +39,7 @@ class Config:
     bce_loss: bool
     bce_target_thresh: float  # None: the soft targets as they are
     dropout: float
-    crop_size: int  # train
+    crop_size: int  # train; None for speech
     val_crop_size: int
     crop_pct: float  # val's center crop share (random_resized_crop)
     augment: str  # "random_resized_crop" or "pad_crop"
@@ -82,6 +82,12 @@ RECIPES = {
         cutmix_alpha=1.0, auto_augment="rand-m6-n2-inc1", bce_loss=True, bce_target_thresh=0.2, crop_size=160,
         val_crop_size=224, crop_pct=0.95, augment="random_resized_crop",
     ),
+    # Section 3.3: Speech Commands as normalized spectrograms, mixed just before the network; Adam,
+    # batch 100, 30 epochs, the lr divided by 10 every 10 epochs, mixup after 5 ERM epochs.
+    "speech": dict(
+        dataset="speechcommands", model="lenet_speech", epochs=30, total_batch=100, lr_per_sample=3e-3 / 100,
+        opt="adam", weight_decay=0.0, milestones=[10, 20], mixup_alpha=0.2, mixup_warmup_epochs=5,
+    ),
     "demo": dict(
         dataset="imagefolder", model="resnet8", epochs=10, total_batch=64, lr_per_sample=0.2 / 64,
         schedule="cosine", mixup_alpha=0.2, crop_size=32, augment="random_resized_crop", min_crop_area=0.5,
@@ -89,12 +95,18 @@ RECIPES = {
     ),
 }
 DEFAULTS = dict(
-    warmup_epochs=0, warmup_start_factor=1.0, schedule="step", milestones=[], momentum=0.9, weight_decay=1e-4,
+    # The warm-up starts at 1% of the lr, as torchvision's reference scripts (--lr-warmup-decay 0.01).
+    warmup_epochs=0, warmup_start_factor=0.01, schedule="step", milestones=[], momentum=0.9, weight_decay=1e-4,
     opt="sgd", cutmix_alpha=0.0, cutmix_minmax=None, mix_prob=1.0, switch_prob=0.5, mixup_warmup_epochs=0,
     mixup_off_epoch=-1, label_smoothing=0.0, bce_loss=False, bce_target_thresh=None, dropout=0.0, crop_pct=0.875,
-    auto_augment=None, reprob=0.0, remode="const", min_crop_area=0.08, hflip=0.5, adjust_orientation=False,
+    crop_size=None, augment=None, auto_augment=None, reprob=0.0, remode="const", min_crop_area=0.08, hflip=0.5, adjust_orientation=False,
     device="auto", amp="auto", threads=4, seed=0, corrupt_labels=0.0, out="runs/latest", resume="",
 )
+
+
+# The options that shape images; an audio dataset takes none of them.
+IMAGE_OPTIONS = ("crop_size", "val_crop_size", "crop_pct", "augment", "auto_augment", "reprob", "remode",
+                 "min_crop_area", "hflip", "adjust_orientation", "channels_last")
 
 
 def _parser():
@@ -104,19 +116,22 @@ def _parser():
         epilog="Every option left out takes the recipe's value, or the default shown.",
     )
     add = parser.add_argument
-    add("--recipe", choices=sorted(RECIPES), default="cifar", help="the paper's settings, or the demo's (default: cifar)")
+    add("--recipe", choices=sorted(RECIPES), default="cifar",
+        help="the paper's settings (cifar, imagenet, speech), ResNet strikes back's A3, or the demo's (default: cifar)")
     add("--dataset", choices=DATASETS)
-    add("--data", required=True, help="dataset root; an ImageFolder or shard root must hold train/ and val/")
+    add("--data", required=True, help="dataset root; an ImageFolder or shard root must hold train/ and val/, a "
+                                      "Speech Commands root its word folders and lists")
     add("--model", help=f"{', '.join(SMALL_MODELS)}, any torchvision classification model, or any timm model "
                         "(timm installed)")
     add("--epochs", type=int)
     add("--batch-size", type=int, help="per rank (default: the recipe's total batch / world size)")
     add("--lr", type=float, help="peak lr (default: the recipe's lr per sample x the total batch)")
-    add("--warmup-epochs", type=int, help="linear lr warm-up (default: 0; imagenet: 5)")
+    add("--warmup-epochs", type=int, help="linear lr warm-up from 1%% of the lr (default: 0; imagenet: 5, from 25%%)")
     add("--schedule", choices=["step", "cosine"], help="after the warm-up (default: step; demo: cosine)")
     add("--milestones", type=int, nargs="*", help="epochs at which a step schedule divides the lr by 10")
-    add("--opt", choices=["sgd", "adamw", "lamb"],
-        help="(default: sgd with momentum; adamw and lamb, the latter timm's, leave biases and norms undecayed)")
+    add("--opt", choices=["sgd", "adam", "adamw", "lamb"],
+        help="(default: sgd with momentum; speech: adam, torch's, with L2 weight decay on every parameter; adamw "
+             "and lamb, the latter timm's, leave biases and norms undecayed)")
     add("--momentum", type=float, help="SGD momentum (default: 0.9)")
     add("--weight-decay", type=float, help="(default: 1e-4)")
     add("--mixup-alpha", type=float, help="Beta(alpha, alpha); 0 is no mixup (with no CutMix, ERM)")
@@ -182,9 +197,13 @@ def parse_config(argv=None, world_size=1, cuda=False):
         lr=lr,
         warmup_start_lr=lr * values["warmup_start_factor"],
         amp={"auto": "bf16" if device == "gpu" else "off"}.get(values["amp"], values["amp"]),
-        channels_last=values.get("channels_last", device == "gpu"),
+        channels_last=values.get("channels_last", device == "gpu" and values["dataset"] != "speechcommands"),
         val_crop_size=values.get("val_crop_size") or values["crop_size"],
     )
+    if values["dataset"] == "speechcommands":
+        given = [f"--{name.replace('_', '-')}" for name in IMAGE_OPTIONS if args[name] is not None]
+        if given:
+            parser.error(f"{', '.join(given)} apply to image datasets, not --dataset speechcommands")
     config = Config(**{key: value for key, value in values.items() if key in fields})
     problems = _check(config)
     if problems:
@@ -194,8 +213,8 @@ def parse_config(argv=None, world_size=1, cuda=False):
 
 def _check(c):
     problems = []
-    for name in ("epochs", "batch_size", "crop_size", "threads"):
-        if getattr(c, name) < 1:
+    for name in ("epochs", "batch_size", "crop_size", "val_crop_size", "threads"):
+        if getattr(c, name) is not None and getattr(c, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(c, name)}")
     for name in ("lr", "weight_decay", "momentum", "mixup_alpha", "dropout", "warmup_epochs", "mixup_warmup_epochs"):
         if getattr(c, name) < 0:
@@ -214,8 +233,6 @@ def _check(c):
             problems.append(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(c, name)}")
     if not 0 < c.crop_pct <= 1:
         problems.append(f"--crop-pct must be in (0, 1], got {c.crop_pct}")
-    if c.val_crop_size < 1:
-        problems.append(f"--val-crop-size must be >= 1, got {c.val_crop_size}")
     if c.cutmix_minmax is not None and not 0 < c.cutmix_minmax[0] < c.cutmix_minmax[1] <= 1:
         problems.append(f"--cutmix-minmax must be LO HI with 0 < LO < HI <= 1, got {c.cutmix_minmax}")
     if c.bce_target_thresh is not None and not (c.bce_loss and 0 <= c.bce_target_thresh < 1):
@@ -233,8 +250,14 @@ def _check(c):
             problems.append(f"--auto-augment: {err}")
     if c.dropout and c.model not in SMALL_MODELS:
         problems.append(f"--dropout applies to the PreAct models, not {c.model}")
+    if c.dataset == "speechcommands" and c.channels_last:
+        problems.append("--channels-last is for images; spectrograms have one channel")
     if c.amp == "fp16" and c.device == "cpu":
         problems.append("--amp fp16 needs a GPU; use bf16 or off on the CPU")
+    if c.dataset == "speechcommands" and c.model not in SPEECH_MODELS:
+        problems.append(f"--dataset speechcommands takes {' or '.join(SPEECH_MODELS)}, not {c.model}")
+    elif c.dataset != "speechcommands" and c.model in SPEECH_MODELS:
+        problems.append(f"--model {c.model} is for --dataset speechcommands, not {c.dataset}")
     if c.corrupt_labels and c.dataset not in ("imagefolder", "filelist"):
         problems.append(f"--corrupt-labels works on imagefolder and filelist datasets, not {c.dataset}")
     if any(m < 0 for m in c.milestones) or sorted(c.milestones) != list(c.milestones):

@@ -1,8 +1,9 @@
-"""The models: the paper's 32x32 networks, and any torchvision classification model or timm model by name.
+"""The models: the paper's 32x32 and speech networks, and any torchvision or timm classification model by name.
 
 PreAct ResNet-18 and WideResNet-28-10 follow the CIFAR setups in Zhang et al. (2018), who use
 the PreAct ResNet of He et al. (2016) and the WRN of Zagoruyko and Komodakis (2016); ``resnet8``
-is a small CIFAR-style ResNet for the demo.
+is a small CIFAR-style ResNet for the demo. The speech models are those of the public
+Google-commands code (adiyoss/GCommandsPytorch, ``model.py``) that the paper's section 3.3 matches.
 """
 
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ import torchvision
 from torch import nn
 
 SMALL_MODELS = ("preact_resnet18", "wrn28_10", "resnet8")
+SPEECH_MODELS = ("lenet_speech", "vgg11_speech")
 
 
 class PreActBlock(nn.Module):
@@ -63,6 +65,48 @@ class PreActResNet(nn.Module):
         return self.fc(x)
 
 
+class LeNetSpeech(nn.Module):
+    """GCommandsPytorch's LeNet for ``[B, 1, 161, 101]`` spectrograms (160 rows fit too): two 5x5 convs of
+    20 channels, each max-pooled, channel dropout after the second, then fc 16,280 -> 1,000 -> classes."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 20, kernel_size=5)
+        self.conv2 = nn.Conv2d(20, 20, kernel_size=5)
+        self.conv2_drop = nn.Dropout2d()
+        self.fc1 = nn.Linear(16280, 1000)
+        self.fc2 = nn.Linear(1000, num_classes)
+
+    def forward(self, x):
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+        x = F.dropout(F.relu(self.fc1(x.flatten(1))), training=self.training)
+        return self.fc2(x)  # logits: the reference's log_softmax is in the loss here
+
+
+class VGGSpeech(nn.Module):
+    """GCommandsPytorch's VGG-11 for ``[B, 1, 161, 101]`` spectrograms: 3x3 conv + BN + ReLU stages
+    [64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M], then fc 7,680 -> 512 -> classes."""
+
+    LAYERS = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+    def __init__(self, num_classes):
+        super().__init__()
+        layers, in_channels = [], 1
+        for width in self.LAYERS:
+            if width == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+                in_channels = width
+        self.features = nn.Sequential(*layers)
+        self.fc1 = nn.Linear(7680, 512)
+        self.fc2 = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(self.features(x).flatten(1)))  # no ReLU between them, as in the reference
+
+
 def resolve_model(name):
     """Where a model name comes from: ``"ours"`` (the 32x32 networks), ``"torchvision"`` or ``"timm"``,
     looked up in that order; ``timm:NAME`` asks for timm's where both have one (``timm:resnet50``).
@@ -70,7 +114,7 @@ def resolve_model(name):
     Raises:
         ValueError: naming where it looked, if no one has it.
     """
-    if name in SMALL_MODELS:
+    if name in SMALL_MODELS + SPEECH_MODELS:
         return "ours"
     if not name.startswith("timm:") and name in torchvision.models.list_models(module=torchvision.models):
         return "torchvision"
@@ -81,7 +125,7 @@ def resolve_model(name):
     if timm is not None and timm.is_model(name.removeprefix("timm:")):
         return "timm"
     where = "torchvision's classification models" + (", timm's models" if timm else " (timm is not installed)")
-    raise ValueError(f"no model {name!r} among {', '.join(SMALL_MODELS)}, {where}")
+    raise ValueError(f"no model {name!r} among {', '.join(SMALL_MODELS + SPEECH_MODELS)}, {where}")
 
 
 def create_model(name, num_classes, dropout=0.0):
@@ -101,6 +145,10 @@ def create_model(name, num_classes, dropout=0.0):
         import timm
 
         return timm.create_model(name.removeprefix("timm:"), pretrained=False, num_classes=num_classes)
+    if name in SPEECH_MODELS:
+        if dropout:
+            raise ValueError(f"dropout applies to {SMALL_MODELS} only, not {name} (LeNet has its own)")
+        return (LeNetSpeech if name == "lenet_speech" else VGGSpeech)(num_classes)
     if name == "preact_resnet18":
         return PreActResNet([64, 128, 256, 512], [2, 2, 2, 2], num_classes, dropout)
     if name == "wrn28_10":  # (28 - 4) / 6 = 4 blocks per stage, widths 16k with k = 10

@@ -48,10 +48,14 @@ def write_file_list(path, files, labels):
 
 
 def data_sources(config, rank):
-    """``(train_args, val_args, train_eval_args)`` for make_loader; the last is None without label corruption."""
+    """``(train_args, eval_args, train_eval_args)`` for make_loader: ``eval_args`` maps each evaluated split
+    (val, and test for Speech Commands) to its arguments; the last is None without label corruption."""
     root = config.data
+    if config.dataset == "speechcommands":
+        splits = {split: {"dataset": config.dataset, "root": root, "split": split} for split in ("val", "test")}
+        return {"dataset": config.dataset, "root": root}, splits, None
     if config.dataset in ("cifar10", "cifar100"):
-        return {"dataset": config.dataset, "root": root}, {"dataset": config.dataset, "root": root}, None
+        return {"dataset": config.dataset, "root": root}, {"val": {"dataset": config.dataset, "root": root}}, None
     if config.dataset == "filelist":
         lists = [os.path.join(root, f"{split}.txt") for split in ("train", "val")]
         train, val = ({"dataset": "filelist", "root": root, "file_list": path} for path in lists)
@@ -61,7 +65,7 @@ def data_sources(config, rank):
             raise SystemExit(f"--data {root!r} must hold train/ and val/ for --dataset {config.dataset}")
         train, val = ({"dataset": config.dataset, "root": split} for split in splits)
     if not config.corrupt_labels:
-        return train, val, None
+        return train, {"val": val}, None
     if config.dataset == "imagefolder":
         files, labels, classes = formats.image_folder(train["root"])
         num_classes = len(classes)
@@ -77,7 +81,18 @@ def data_sources(config, rank):
     write_file_list(eval_list, files, np.array(labels) * num_classes + noisy)
     train = {"dataset": "filelist", "root": "/", "file_list": train_list, "num_classes": num_classes}
     train_eval = {"dataset": "filelist", "root": "/", "file_list": eval_list, "num_classes": num_classes**2}
-    return train, val, train_eval
+    return train, {"val": val}, train_eval
+
+
+def image_options(config):
+    """make_loader's image options for both splits (none for audio), and those of train and of eval."""
+    if config.dataset == "speechcommands":
+        return {}, {}, {}
+    both = {"augment": config.augment, "adjust_orientation": config.adjust_orientation,
+            "channels_last": config.channels_last}
+    train = {"crop_size": config.crop_size, "min_crop_area": config.min_crop_area, "hflip": config.hflip,
+             "auto_augment": config.auto_augment, "reprob": config.reprob, "remode": config.remode}
+    return both, train, {"crop_size": config.val_crop_size, "crop_pct": config.crop_pct}
 
 
 def lr_factor(step, steps_per_epoch, config):
@@ -124,8 +139,8 @@ def loss_function(config):
 
 
 def make_optimizer(config, model):
-    """SGD with momentum on every parameter (the paper's), or AdamW or timm's LAMB with biases and
-    normalization weights left out of the weight decay (timm's default for both)."""
+    """SGD with momentum on every parameter (the paper's), Adam (the paper's speech setup), or AdamW or
+    timm's LAMB with biases and normalization weights left out of the weight decay (timm's default for both)."""
     if config.opt == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay)
@@ -134,6 +149,8 @@ def make_optimizer(config, model):
         if param.requires_grad:
             (no_decay if param.ndim <= 1 else decay).append(param)
     groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": config.weight_decay}]
+    if config.opt == "adam":  # the paper's speech setup: torch's Adam, its weight decay an L2 term on every weight
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if config.opt == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
     from timm.optim import Lamb  # config.py has checked that timm is there
@@ -178,7 +195,7 @@ def evaluate(model, loader, device, autocast, split_labels=None):
     model.train()
     if split_labels:
         return {"train_error_real": a / count, "train_error_corrupted": b / max(c, 1)}
-    return {"val_loss": a / count, "val_top1": b / count, "val_top5": c / count}
+    return {"loss": a / count, "top1": b / count, "top5": c / count}
 
 
 class Progress:
@@ -251,20 +268,19 @@ def main(argv=None):
             f"({config.data}), {world_size} rank(s) on {config.device}, batch {config.batch_size}/rank, lr {config.lr:g}")
 
     # ---- data: DALI pipelines behind make_loader; the seed moves on at a resume so no epoch repeats ----
-    train_args, val_args, train_eval_args = data_sources(config, rank)
-    common = {"device": config.device, "augment": config.augment, "adjust_orientation": config.adjust_orientation,
-              "channels_last": config.channels_last, "dtype": image_dtype(config.device, config.amp),
-              "num_threads": config.threads, "batch_size": config.batch_size}
-    evaluation = {**common, "split": "val", "crop_size": config.val_crop_size, "crop_pct": config.crop_pct}
+    train_args, eval_args, train_eval_args = data_sources(config, rank)
+    image_both, image_train, image_eval = image_options(config)
+    common = {"device": config.device, "dtype": image_dtype(config.device, config.amp), "num_threads": config.threads,
+              "batch_size": config.batch_size, **image_both}
+    evaluation = {**common, "split": "val", **image_eval}
 
     def train_loader(mixing):
         # Mixing is built into the graph, so new mixing options are a new pipeline (at a warm-up's end).
-        return make_loader(**train_args, **common, **mixing, split="train", crop_size=config.crop_size,
+        return make_loader(**train_args, **common, **mixing, **image_train, split="train",
                            per_sample=config.per_sample, label_smoothing=config.label_smoothing,
-                           min_crop_area=config.min_crop_area, hflip=config.hflip, auto_augment=config.auto_augment,
-                           reprob=config.reprob, remode=config.remode, seed=config.seed + 1000 * start_epoch)
+                           seed=config.seed + 1000 * start_epoch)
 
-    val_loader = make_loader(**val_args, **evaluation)
+    eval_loaders = {split: make_loader(**{**evaluation, **args}) for split, args in eval_args.items()}
     train_eval_loader = make_loader(**train_eval_args, **evaluation) if train_eval_args else None
     loader_mixing = mixing_at(start_epoch, config)
     loader = train_loader(loader_mixing)
@@ -327,7 +343,9 @@ def main(argv=None):
         train_time = time.perf_counter() - start
         images_per_sec = seen / train_time
 
-        row = {"epoch": epoch, "train_loss": train_loss / world_size, **evaluate(model, val_loader, device, autocast)}
+        row = {"epoch": epoch, "train_loss": train_loss / world_size}
+        for split, eval_loader in eval_loaders.items():  # val, and test where the dataset has one
+            row.update({f"{split}_{key}": value for key, value in evaluate(model, eval_loader, device, autocast).items()})
         if train_eval_loader is not None:
             row.update(evaluate(model, train_eval_loader, device, autocast, split_labels=num_classes))
         best_top1 = max(best_top1, row["val_top1"])
@@ -351,11 +369,14 @@ def main(argv=None):
             log(f"epoch {epoch}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
                 f"top-1 {row['val_top1']:.4f}, top-5 {row['val_top5']:.4f}, {images_per_sec:.0f} images/s, "
                 f"lr {row['lr']:.4g}, mixup alpha {mixing['mixup_alpha']:g}"
-                + (f", cutmix alpha {mixing['cutmix_alpha']:g}" if mixing["cutmix_alpha"] else ""))
+                + (f", cutmix alpha {mixing['cutmix_alpha']:g}" if mixing["cutmix_alpha"] else "")
+                + (f", test top-1 {row['test_top1']:.4f}" if "test_top1" in row else ""))
 
     if master:
         summary = {"final_top1": row.get("val_top1"), "best_top1": best_top1, "final_top5": row.get("val_top5"),
                    "epochs": config.epochs, "images_per_sec": images_per_sec}
+        if "test_top1" in row:
+            summary["final_test_top1"] = row["test_top1"]
         with open(os.path.join(config.out, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
         log(f"done: final top-1 {row.get('val_top1', 0):.4f}, best top-1 {best_top1:.4f}, {images_per_sec:.0f} images/s")
