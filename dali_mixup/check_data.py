@@ -1,12 +1,13 @@
-"""Check a dataset before training: decode every image with DALI on the CPU, and check every label.
+"""Check a dataset before training: decode every image or clip with DALI on the CPU, and check every label.
 
     python -m dali_mixup.check_data ROOT [--file-list LIST] [--num-classes N] [--threads N]
 
 ROOT is an ImageFolder (or a folder holding train/ and val/ ImageFolders), the root of a file
-list, a folder of webdataset tar shards, or a folder holding CIFAR batches. The command lists
-every file it cannot decode, every empty class folder, every bad label and every shard label
-file that disagrees with its shard, and exits with status 1 if it found any. On a terminal it
-shows its progress on stderr.
+list, a folder of webdataset tar shards, a folder holding CIFAR batches, or a Speech Commands
+root. The command lists every file it cannot decode, every empty class folder, every bad label,
+every shard label file that disagrees with its shard, and for speech every clip that is empty or
+truncated (which a decoder reads as a shorter clip) and every bad line of the split lists; it
+exits with status 1 if it found any. On a terminal it shows its progress on stderr.
 """
 
 import argparse
@@ -23,25 +24,27 @@ from dali_mixup import cifar, formats
 
 
 @pipeline_def(device_id=None, prefetch_queue_depth=1, exec_async=False, exec_pipelined=False)
-def _decode_pipeline():
+def _decode_pipeline(audio):
     encoded = fn.external_source(name="encoded", dtype=types.UINT8)
+    if audio:  # as pipelines.speech decodes clips
+        return fn.decoders.audio(encoded, dtype=types.FLOAT, downmix=True, sample_rate=16000)[0]
     return fn.decoders.image(encoded, device="cpu", output_type=types.RGB)
 
 
 class _Decoder:
-    """Decodes batches of encoded images with DALI on ``threads`` CPU threads.
+    """Decodes batches of encoded images (or audio clips) with DALI on ``threads`` CPU threads.
 
     A DALI pipeline stays broken after an error, so a failed batch gets a new pipeline, and
-    each of its images is decoded alone to find the ones at fault.
+    each of its files is decoded alone to find the ones at fault.
     """
 
-    def __init__(self, batch_size, threads):
-        self.batch_size, self.threads = batch_size, threads
+    def __init__(self, batch_size, threads, audio):
+        self.batch_size, self.threads, self.audio = batch_size, threads, audio
         self._pipe = None
 
     def _run(self, blobs):
         if self._pipe is None:
-            self._pipe = _decode_pipeline(batch_size=self.batch_size, num_threads=self.threads)
+            self._pipe = _decode_pipeline(self.audio, batch_size=self.batch_size, num_threads=self.threads)
             self._pipe.build()
         try:
             self._pipe.feed_input("encoded", [np.frombuffer(blob, dtype=np.uint8) for blob in blobs])
@@ -51,7 +54,7 @@ class _Decoder:
             raise
 
     def bad(self, batch):
-        """The ``(name, reason)`` of every image in ``batch`` (``[(name, bytes)]``) that does not decode."""
+        """The ``(name, reason)`` of every file in ``batch`` (``[(name, bytes)]``) that does not decode."""
         try:
             self._run([blob for _, blob in batch])
             return []
@@ -62,13 +65,23 @@ class _Decoder:
             try:
                 self._run([blob])
             except Exception as err:
-                reason = formats.sniff_bytes(blob[:16], blob[-64:]) or str(err).strip().splitlines()[-1]
+                sniffed = None if self.audio else formats.sniff_bytes(blob[:16], blob[-64:])
+                reason = sniffed or _dali_reason(err)
                 bad.append((name, reason))
         return bad
 
 
+def _dali_reason(err):
+    """The line of a DALI pipeline error that says what went wrong (the one after "encountered:")."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for before, line in zip(lines, lines[1:]):
+        if before == "encountered:":
+            return line
+    return lines[-1] if lines else repr(err)
+
+
 class _Progress:
-    """``checked N/M images (R/s)`` on one line of a terminal's stderr; nothing otherwise."""
+    """``checked N/M files (R/s)`` on one line of a terminal's stderr; nothing otherwise."""
 
     def __init__(self, total):
         self.total, self.start = total, time.perf_counter()
@@ -77,24 +90,25 @@ class _Progress:
     def update(self, done):
         if self.enabled:
             rate = done / max(time.perf_counter() - self.start, 1e-9)
-            print(f"\rchecked {done:,}/{self.total:,} images ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
+            print(f"\rchecked {done:,}/{self.total:,} files ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
 
     def close(self):
         if self.enabled:
             print(file=sys.stderr)
 
 
-def undecodable(items, threads=None, batch_size=256):
-    """The images DALI cannot decode, as ``[(name, reason)]``.
+def undecodable(items, threads=None, batch_size=256, audio=False):
+    """The images (or audio clips) DALI cannot decode, as ``[(name, reason)]``.
 
     The next batch is read from disk while DALI decodes the current one.
 
     Args:
         items: ``(name, read)`` pairs, where ``read()`` returns the encoded bytes.
         threads: DALI decoding threads; all cores when None.
-        batch_size: images per DALI run.
+        batch_size: files per DALI run.
+        audio: the files are audio clips (WAV, FLAC, Ogg), not images.
     """
-    decoder = _Decoder(batch_size, threads or os.cpu_count())
+    decoder = _Decoder(batch_size, threads or os.cpu_count(), audio)
     progress = _Progress(len(items))
 
     def read(begin):
@@ -127,6 +141,22 @@ def _file_items(files):
     return [(file, lambda file=file: _read_file(file)) for file in files]
 
 
+def _check_speech_commands(root, num_classes, threads):
+    """Speech Commands: the layout and lists, then every clip's header and decoding."""
+    files, problems = [], []
+    for split in ("train", *formats.SPEECH_SPLITS):
+        found, _, classes, scanned = formats.scan_speech_commands(root, split)
+        files += found
+        problems += [line for line in scanned if line not in problems]  # each split's scan finds the same
+    if num_classes is not None and num_classes != len(classes):
+        problems.append(f"{root}: {len(classes)} word folders, but --num-classes is {num_classes}")
+    sniffed = {file: formats.sniff_audio(file) for file in files}
+    problems += [f"{file}: {why}" for file, why in sniffed.items() if why]
+    # A clip the header check already faults is not decoded again (an empty one would decode "fine").
+    items = _file_items([file for file, why in sniffed.items() if not why])
+    return problems + [f"{name}: {why}" for name, why in undecodable(items, threads, audio=True)]
+
+
 def check(root, file_list=None, num_classes=None, threads=None):
     """Everything wrong with the dataset at ``root``, as a list of lines (empty when it is sound).
 
@@ -142,6 +172,8 @@ def check(root, file_list=None, num_classes=None, threads=None):
     if file_list is not None:
         files, _, _, problems = formats.scan_file_list(file_list, root, num_classes)
         return problems + decode_problems(_file_items(files))
+    if all(os.path.isfile(os.path.join(root, name)) for name in formats.SPEECH_SPLITS.values()):
+        return _check_speech_commands(root, num_classes, threads)
     if root.endswith(".tar") or glob.glob(os.path.join(root, "*.tar")):
         paths, indexes = formats.shards(root)
         samples, _, problems = formats.scan_shards(paths, indexes, num_classes, use_label_files=False)
@@ -171,7 +203,7 @@ def check(root, file_list=None, num_classes=None, threads=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", help="ImageFolder, file-list root, folder of tar shards, or CIFAR root")
+    parser.add_argument("root", help="ImageFolder, file-list root, folder of tar shards, CIFAR root or Speech Commands root")
     parser.add_argument("--file-list", help="a file with one 'relative/path label' per line, under ROOT")
     parser.add_argument("--num-classes", type=int, help="check labels against this (default: inferred)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),

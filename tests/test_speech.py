@@ -235,3 +235,40 @@ def test_options_that_do_not_apply_to_audio_are_refused(spoken_dir, kwargs, mess
 def test_image_datasets_have_no_test_split(imagenet_dir):
     with pytest.raises(ValueError, match=r"split must be one of \('train', 'val'\) for dataset='imagefolder'"):
         make_loader(dataset="imagefolder", root=imagenet_dir / "val", split="test", device="cpu")
+
+
+def test_check_data_lists_exactly_the_bad_clips(tmp_path, spoken_dir):
+    """Empty, truncated, not audio, a bad list line: each named once, the sound set passes."""
+    import subprocess
+    import sys
+
+    def check_data(root):
+        result = subprocess.run([sys.executable, "-m", "dali_mixup.check_data", str(root), "--threads", "1"],
+                                capture_output=True, text=True, timeout=300)
+        return result.returncode, result.stdout.splitlines()
+
+    root, splits = spoken_dir
+    assert check_data(root) == (0, [])
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad)
+    clip = bad / splits["training"][0]
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) // 3])
+    (bad / splits["training"][1]).write_text("not audio at all\n" * 10)
+    write_wav(str(bad / splits["testing"][0]), np.zeros(0))
+    # A WAV whose header looks whole but has no format chunk: only decoding finds it.
+    no_format = bad / splits["training"][2]
+    no_format.write_bytes(b"RIFF" + (4 + 8 + 3200).to_bytes(4, "little") + b"WAVE" + b"data"
+                          + (3200).to_bytes(4, "little") + bytes(3200))
+    with open(bad / "validation_list.txt", "a") as f:
+        f.write("yes/ffffffff_nohash_9.wav\n")
+    status, lines = check_data(bad)
+    assert status == 1
+    assert sorted(lines) == sorted([
+        f"{bad}/validation_list.txt, line {len(splits['validation']) + 1}: 'yes/ffffffff_nohash_9.wav' is not a clip "
+        f"of a word folder in {bad}",
+        f"{clip}: is a truncated WAV (its header promises 32000 bytes of samples, the file holds {len(data) // 3 - 44})",
+        f"{bad / splits['training'][1]}: is not audio (not a WAV, FLAC or Ogg signature)",
+        f"{bad / splits['testing'][0]}: is a WAV with no samples",
+        f"{no_format}: Failed to open encoded data: Error in WAV file. No 'data' chunk marker.",
+    ])

@@ -400,7 +400,8 @@ def test_the_speech_recipe_is_the_papers_with_torchs_adam(tmp_path):
     assert (config.dataset, config.model, config.batch_size, config.lr, config.epochs, config.milestones,
             config.mixup_alpha, config.mixup_warmup_epochs, config.channels_last, config.crop_size) == (
         "speechcommands", "lenet_speech", 100, pytest.approx(3e-3), 30, [10, 20], 0.2, 5, False, None)
-    assert [lr_factor(epoch * 10, 10, config) for epoch in (0, 9, 10, 20, 29)] == pytest.approx([1, 1, 0.1, 0.01, 0.01])
+    assert [lr_factor(epoch * 10, 10, config) for epoch in (0, 1, 9, 10, 20, 29)] == pytest.approx(
+        [0.01, 1, 1, 0.1, 0.01, 0.01])  # a one-epoch warm-up from 1%
     model = create_model("lenet_speech", 35)
     optimizer = make_optimizer(parse_config(["--recipe", "speech", "--data", str(tmp_path), "--weight-decay", "1e-4"]),
                                model)
