@@ -139,7 +139,22 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
-    print(f"wrote {path}", file=sys.stderr)
+    chart(report, os.path.splitext(path)[0] + ".png")
+    print(f"wrote {path} and its .png", file=sys.stderr)
+
+
+def chart(report, path):
+    """The operator's ms per batch beside the bandwidth floor, as a bar chart (Pillow, as benchmarks.loader's)."""
+    from benchmarks.loader import bar_chart
+
+    settings = report["settings"]
+    bars = {}
+    for name, result in report["results"].items():
+        if isinstance(result, dict):
+            bars[name] = result["ms"]
+            bars[f"{name} floor"] = result["floor_ms"]
+    bar_chart(bars, path, f"ms per batch of {settings['batch_size']} crops of {settings['size']}, "
+                          f"{settings['device']}, median of {settings['runs']} (lower is better)")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def test_train_throughput_and_mixup_op_run_on_cpu(tmp_path, imagenet_dir):
     paths = ("normalize", "fused", "composite", "fused_cutmix", "composite_cutmix")
     assert set(paths) <= set(results)  # the fused CPU operator builds here
     assert all(results[path]["floor_ms"] > 0 for path in paths)
+    assert (tmp_path / "op.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_gpu_report_runs_every_step_on_the_cpu(tmp_path):
