@@ -7,6 +7,7 @@ import platform
 import re
 import statistics
 import subprocess
+import sys
 
 import torch
 
@@ -66,6 +67,27 @@ def hardware_tag(env):
 
 def median(values):
     return statistics.median(values)
+
+
+def interleaved_runs(measure, configs, runs):
+    """``{config: [value per run]}``: ``measure(config)`` for every configuration in each of ``runs`` runs.
+
+    Each run starts one configuration further on, so that no configuration always runs first (or
+    after the same neighbour): on a noisy 2-core machine the position alone moved results by 10%.
+    A line per run goes to stderr.
+    """
+    values = {config: [] for config in configs}
+    for run in range(runs):
+        for config in configs[run % len(configs):] + configs[: run % len(configs)]:
+            values[config].append(measure(config))
+        print(f"run {run + 1}/{runs}: " + ", ".join(f"{c} {values[c][-1]:.0f}" for c in configs), file=sys.stderr)
+    return values
+
+
+def ratios(values, pairs):
+    """``{name: median of the per-run ratios}`` for each ``name: (top, bottom)`` of ``pairs`` both measured."""
+    return {name: median([a / b for a, b in zip(values[top], values[bottom])])
+            for name, (top, bottom) in pairs.items() if top in values and bottom in values}
 
 
 @contextlib.contextmanager

@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from benchmarks.common import environment, fused_off, hardware_tag, median
+from benchmarks.common import environment, fused_off, hardware_tag, interleaved_runs, median
+from benchmarks.common import ratios as common_ratios
 from dali_mixup import make_loader
 from dali_mixup.reference import mixup_reference
 
@@ -201,21 +202,9 @@ def main(argv=None):
     epochs = {config: build(config, args.data, num_classes, args) for config in args.configs}
     for config, epoch in epochs.items():  # warm-up: workers started, pipelines built, caches filled
         measure(epoch, args.device)
-    runs = {config: [] for config in args.configs}
-    for run in range(args.runs):
-        # Each run starts one configuration further on, so that no configuration always runs first
-        # (or after the same neighbour): on this noisy machine the position alone moved results by 10%.
-        order = args.configs[run % len(args.configs):] + args.configs[: run % len(args.configs)]
-        for config in order:
-            runs[config].append(measure(epochs[config], args.device))
-        print(f"run {run + 1}/{args.runs}: " + ", ".join(f"{c} {runs[c][-1]:.0f}" for c in args.configs), file=sys.stderr)
-
+    runs = interleaved_runs(lambda config: measure(epochs[config], args.device), args.configs, args.runs)
     results = {config: median(values) for config, values in runs.items()}
-    ratios = {
-        name: median([a / b for a, b in zip(runs[top], runs[bottom])])
-        for name, (top, bottom) in RATIOS.items()
-        if top in runs and bottom in runs
-    }
+    ratios = common_ratios(runs, RATIOS)
     env = environment()
     report = {
         "env": env,

@@ -34,7 +34,8 @@ import wave
 import numpy as np
 import torch
 
-from benchmarks.common import environment, hardware_tag, median
+from benchmarks.common import environment, hardware_tag, interleaved_runs, median
+from benchmarks.common import ratios as common_ratios
 from benchmarks.loader import bar_chart, torch_mixup
 from dali_mixup import formats, make_loader
 from dali_mixup.reference import one_hot_targets
@@ -204,22 +205,10 @@ def main(argv=None):
         parser.error(f"--batches must be below the {per_epoch} batches of an epoch (one is the untimed warm-up)")
     for epoch in epochs.values():  # warm-up: workers started, pipelines built, caches filled
         measure(epoch, args.device, args.batches)
-    runs = {config: [] for config in args.configs}
-    for run in range(args.runs):
-        # Each run starts one configuration further on, so that no configuration always runs first
-        # (as benchmarks.loader does: the position alone moved results by 10% there).
-        order = args.configs[run % len(args.configs):] + args.configs[: run % len(args.configs)]
-        for config in order:
-            runs[config].append(measure(epochs[config], args.device, args.batches))
-        print(f"run {run + 1}/{args.runs}: " + ", ".join(f"{c} {runs[c][-1]:.0f}" for c in args.configs),
-              file=sys.stderr)
-
+    runs = interleaved_runs(lambda config: measure(epochs[config], args.device, args.batches), args.configs,
+                            args.runs)
     results = {config: median(values) for config, values in runs.items()}
-    ratios = {
-        name: median([a / b for a, b in zip(runs[top], runs[bottom])])
-        for name, (top, bottom) in RATIOS.items()
-        if top in runs and bottom in runs
-    }
+    ratios = common_ratios(runs, RATIOS)
     env = environment()
     report = {
         "env": env,

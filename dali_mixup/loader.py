@@ -302,10 +302,10 @@ def make_loader(
         mix_prob: the probability of mixing a batch (a sample, with ``per_sample``) at all (timm's ``prob``).
         switch_prob: with mixup and CutMix both on, the probability of CutMix.
         auto_augment: None, or ``"rand-m<M>-n<N>[-inc1]"``, ``"trivial"``, ``"autoaugment"``:
-            DALI's automatic augmentation of the train crops, named as in timm (see
+            DALI's automatic augmentation of the train crops, ``rand-...`` named as in timm (see
             ``pipelines.augment.AutoAugment`` for how DALI's differ).
         reprob: the probability of random erasing a train crop (timm's ``re_prob``), before it is mixed.
-        remode: ``"const"`` (the mean colour, 0 once normalized) or ``"pixel"`` (per-pixel noise).
+        remode: ``"const"`` (the mean colour, within 0.5/std of 0 once normalized) or ``"pixel"`` (per-pixel noise).
         crop_pct: with ``augment="random_resized_crop"``, val's center crop as a share of the
             resized image (timm's ``crop_pct``; 0.875 is torchvision's 224 of 256).
 

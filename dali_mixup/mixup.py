@@ -120,10 +120,6 @@ def _as_float(node):
     return fn.cast(node, dtype=types.FLOAT)
 
 
-def _floor_int(node):
-    return fn.cast(dmath.floor(node), dtype=types.INT32)
-
-
 def _cutmix_box(mixing, lam, uniform, size):
     """The CutMix box ``[y0, x0, y1, x1)`` (int32) and its area's share of the image (float32), from
     CutMix's λ, four uniform draws in ``[0, 1)`` and the image's ``(height, width)``, as timm's

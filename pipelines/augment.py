@@ -172,7 +172,8 @@ class PadCrop:
 
 @dataclasses.dataclass(frozen=True)
 class AutoAugment:
-    """Automatic augmentation of the uint8 crops with DALI's ``nvidia.dali.auto_aug``, named as in timm.
+    """Automatic augmentation of the uint8 crops with DALI's ``nvidia.dali.auto_aug``: ``rand-...`` named as in
+    timm, ``trivial`` (torchvision's TrivialAugmentWide) and ``autoaugment`` (timm's ``v0``, ImageNet's policy).
 
     - ``"rand-mM-nN"`` (``-inc0``/``-inc1``): RandAugment, N ops at magnitude M on timm's 0–10
       scale (DALI's 11 bins); ``inc1`` takes the ops whose strength grows with M (DALI's
@@ -240,8 +241,8 @@ class RandomErasing:
 
     With probability ``prob`` a sample gets one box of a uniform share in ``[0.02, 1/3]`` of its
     area and a log-uniform aspect ratio in ``[0.3, 1/0.3]``, the first of 10 tries that fits, at a
-    uniform place; ``"const"`` fills it with the mean colour (0 once normalized, as timm's zeros),
-    ``"pixel"`` with per-pixel, per-channel Gaussian noise of the normalization's mean and std (N(0, 1)
+    uniform place; ``"const"`` fills it with the mean colour rounded to uint8 (within 0.5/std of 0
+    once normalized, where timm fills 0), ``"pixel"`` with per-pixel, per-channel Gaussian noise of the normalization's mean and std (N(0, 1)
     once normalized, as timm's, but rounded to whole pixel values and clipped to 0–255).
 
     Args:

@@ -1,10 +1,13 @@
 """Small real-photo batches and pipeline runners shared by the tests."""
 
+import wave
+
 import numpy as np
 from nvidia.dali import fn, pipeline_def
 
 from dali_mixup import mixup
 from dali_mixup.photos import color_photos
+from pipelines.speech import log_spectrogram
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
@@ -86,3 +89,28 @@ def collect(loader):
 
     images, targets = zip(*[(x.cpu(), y.cpu()) for x, y in loader])
     return torch.cat(images), torch.cat(targets)
+
+
+def write_pcm(path, samples, rate=16000):
+    """16-bit PCM WAV of ``[N]`` or ``[N, channels]`` floats at any rate."""
+    samples = np.asarray(samples).reshape(len(samples), -1)
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(samples.shape[1])
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(np.round(np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def spectrograms(files, device):
+    """``pipelines.speech.log_spectrogram`` of ``files`` in one batch, as NumPy arrays."""
+
+    @pipeline_def(batch_size=len(files), num_threads=1, device_id=0 if device == "gpu" else None)
+    def pipe():
+        encoded, _ = fn.readers.file(files=[str(f) for f in files])
+        return log_spectrogram(encoded, device)
+
+    p = pipe()
+    p.build()
+    (out,) = p.run()
+    out = out.as_cpu() if device == "gpu" else out
+    return [np.array(out.at(k)) for k in range(len(files))]

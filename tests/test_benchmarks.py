@@ -56,7 +56,7 @@ def test_gpu_report_runs_every_step_on_the_cpu(tmp_path):
     assert all(f"## {section}\n" in text for section in ("Environment", "Build", "Tests", "Benchmarks", "Steps"))
     # What the device tool brings back: at most 8 files.
     assert sorted(os.listdir(tmp_path)) == ["gpu-report.json", "gpu-report.md", "loader.json", "loader.png",
-                                            "mixup-op.json", "tests.xml", "train-throughput.json"]
+                                            "mixup-op.json", "mixup-op.png", "tests.xml", "train-throughput.json"]
 
 
 def test_gpu_report_records_a_failing_step_and_goes_on():

@@ -14,6 +14,7 @@ from dali_mixup import formats, make_loader, mixup
 from dali_mixup import speech_reference as reference
 from dali_mixup.reference import mixup_reference
 from dali_mixup.spoken_words import utterance, write_wav
+from helpers import spectrograms, write_pcm
 from pipelines.speech import log_spectrogram
 
 
@@ -22,31 +23,6 @@ def read_wav(path):
     with wave.open(str(path)) as f:
         pcm = np.frombuffer(f.readframes(f.getnframes()), "<i2")
         return (pcm / 32768.0).reshape(-1, f.getnchannels()), f.getframerate()
-
-
-def write_pcm(path, samples, rate):
-    """16-bit PCM WAV of ``[N]`` or ``[N, channels]`` floats at any rate."""
-    samples = np.asarray(samples).reshape(len(samples), -1)
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(samples.shape[1])
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(np.round(np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-
-
-def spectrograms(files, device):
-    """``pipelines.speech.log_spectrogram`` of ``files`` in one batch, as NumPy arrays."""
-
-    @pipeline_def(batch_size=len(files), num_threads=1, device_id=0 if device == "gpu" else None)
-    def pipe():
-        encoded, _ = fn.readers.file(files=[str(f) for f in files])
-        return log_spectrogram(encoded, device)
-
-    p = pipe()
-    p.build()
-    (out,) = p.run()
-    out = out.as_cpu() if device == "gpu" else out
-    return [np.array(out.at(k)) for k in range(len(files))]
 
 
 @pytest.fixture(scope="module")

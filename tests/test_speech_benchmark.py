@@ -12,32 +12,7 @@ from conftest import DEVICES
 from nvidia.dali import fn, pipeline_def
 
 from benchmarks import speech
-from pipelines.speech import log_spectrogram
-
-
-def dali_spectrograms(files, device):
-    """``pipelines.speech.log_spectrogram`` of ``files`` in one batch, as NumPy arrays."""
-
-    @pipeline_def(batch_size=len(files), num_threads=1, device_id=0 if device == "gpu" else None)
-    def pipe():
-        encoded, _ = fn.readers.file(files=[str(f) for f in files])
-        return log_spectrogram(encoded, device)
-
-    p = pipe()
-    p.build()
-    (out,) = p.run()
-    out = out.as_cpu() if device == "gpu" else out
-    return [np.array(out.at(k)) for k in range(len(files))]
-
-
-def write_pcm(path, samples, rate=16000):
-    """16-bit PCM WAV of ``[N]`` or ``[N, channels]`` floats."""
-    samples = np.asarray(samples).reshape(len(samples), -1)
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(samples.shape[1])
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(np.round(np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+from helpers import spectrograms, write_pcm
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -55,7 +30,7 @@ def test_the_dataloader_baseline_computes_the_dali_spectrograms(spoken_dir, tmp_
     write_pcm(tmp_path / "silence.wav", np.zeros(16000))  # std 0: left as it is
     odd = [tmp_path / f"{name}.wav" for name in ("short", "long", "stereo", "silence")]
     files = clips + odd
-    for path, want in zip(files, dali_spectrograms(files, device)):
+    for path, want in zip(files, spectrograms(files, device)):
         got = speech.log_spectrogram(speech.read_wav(path))
         assert got.shape == (1, 161, 101) and got.dtype == torch.float32, path
         assert np.abs(got.numpy() - want).max() < 1e-3, path

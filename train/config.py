@@ -114,7 +114,8 @@ IMAGE_OPTIONS = ("crop_size", "val_crop_size", "crop_pct", "augment", "auto_augm
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m train",
-        description="Train an image classifier with mixup on a DALI loader; run under torchrun for several GPUs or nodes.",
+        description="Train an image or speech classifier with mixup on a DALI loader; run under torchrun for several "
+                    "GPUs or nodes.",
         epilog="Every option left out takes the recipe's value, or the default shown.",
     )
     add = parser.add_argument
@@ -128,8 +129,9 @@ def _parser():
     add("--epochs", type=int)
     add("--batch-size", type=int, help="per rank (default: the recipe's total batch / world size)")
     add("--lr", type=float, help="peak lr (default: the recipe's lr per sample x the total batch)")
-    add("--warmup-epochs", type=int, help="linear lr warm-up from 1%% of the lr (default: 0; imagenet: 5, from 25%%)")
-    add("--schedule", choices=["step", "cosine"], help="after the warm-up (default: step; demo: cosine)")
+    add("--warmup-epochs", type=int, help="linear lr warm-up from 1%% of the lr (default: 0; imagenet: 5, from 25%%; "
+                                         "rsb-a3: 5, from 0.1%%; speech: 1)")
+    add("--schedule", choices=["step", "cosine"], help="after the warm-up (default: step; rsb-a3, demo: cosine)")
     add("--milestones", type=int, nargs="*", help="epochs at which a step schedule divides the lr by 10")
     add("--opt", choices=["sgd", "adam", "adamw", "lamb"],
         help="(default: sgd with momentum; speech: adam, torch's, with L2 weight decay on every parameter; adamw "
