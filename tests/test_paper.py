@@ -145,3 +145,24 @@ def test_bad_options_are_named(module, argv, option, capsys):
     with pytest.raises(SystemExit):
         module.parse_args(argv)
     assert option in capsys.readouterr().err
+
+
+def test_the_speech_comparison_summarizes_runs_beside_the_papers_numbers():
+    from benchmarks.paper import speech
+
+    rows = [{"epoch": k, "train_loss": 1.0, "val_top1": top1, "test_top1": 0.5} for k, top1 in enumerate((0.4, 0.6, 0.55))]
+    result = speech.summarize("lenet_speech", 0.1, rows)
+    assert result["best_val_error"] == pytest.approx(0.4) and result["last_val_error"] == pytest.approx(0.45)
+    assert result["last_test_error"] == pytest.approx(0.5) and len(result["curve"]) == 3
+    assert "| LeNet | mixup α=0.1 | 40.0 | 45.0 | 50.0 | 10.1 / 10.8 |" in speech.table([result])
+
+
+@pytest.mark.parametrize("argv, message", [(["--epochs", "0"], "--epochs must be >= 1"),
+                                           (["--alphas", "-1"], "--alphas must be >= 0"),
+                                           (["--models", "resnet8"], "invalid choice: 'resnet8'")])
+def test_the_speech_comparison_refuses_bad_options(argv, message, capsys):
+    from benchmarks.paper import speech
+
+    with pytest.raises(SystemExit):
+        speech.main(argv)
+    assert message in capsys.readouterr().err
