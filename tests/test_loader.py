@@ -191,7 +191,7 @@ def test_gpu_val_is_close_to_cpu_val(imagenet_dir):
     "kwargs,error,message",
     [
         (dict(dataset="imagenet"), ValueError, "dataset must be one of"),
-        (dict(split="test"), ValueError, "split must be 'train' or 'val'"),
+        (dict(split="test"), ValueError, r"split must be one of \('train', 'val'\) for dataset='imagefolder', got 'test'"),
         (dict(device="tpu"), ValueError, "device must be 'gpu' or 'cpu'"),
         (dict(batch_size=0), ValueError, "batch_size must be >= 1"),
         (dict(batch_size=2.5), TypeError, "batch_size must be an int"),
