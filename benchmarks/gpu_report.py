@@ -14,7 +14,7 @@ Runs from the working tree with ``PYTHONPATH`` alone (no install, no network), i
 
 Every step runs in its own process with a time limit, so a crash or a hang is recorded and the
 report goes on. It writes ``DIR/gpu-report.json`` and ``DIR/gpu-report.md`` (each target beside its
-measured value) and the benchmarks' own files: seven files in all. ``--quick`` is a first smoke
+measured value) and the benchmarks' own files: eight files in all. ``--quick`` is a first smoke
 run (under 3 minutes on one H100): the same steps with small sizes. ``--device cpu`` runs the same
 steps on DALI's CPU backend, so that CI tests the plumbing.
 """

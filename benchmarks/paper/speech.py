@@ -6,8 +6,10 @@
 Each run is ``python -m train --recipe speech`` (Adam, batch 100, the lr divided by 10 every 10
 epochs, mixup after 5 ERM epochs) on a Speech Commands-like set of synthesized speech, made by
 ``python -m dali_mixup.datasets spoken-words`` if ``--data`` is missing; val and test voices are
-never heard in training. Writes ``benchmarks/results/DATE-speech-paper-cpu.{json,md}`` with the
-best and last validation and the last test error of every run, beside the paper's.
+never heard in training. Writes ``benchmarks/results/DATE-speech-paper-MODELS-cpu.{json,md}`` with
+the best and last validation and the last test error of every run, beside the paper's. With
+``--epochs`` other than the recipe's 30, the lr steps and the mixup warm-up keep their share of the
+run (steps at a third and two thirds, mixup after a sixth).
 """
 
 import argparse
@@ -34,8 +36,9 @@ def train(data, out, model, alpha, epochs, threads, seed):
     command = [sys.executable, "-m", "train", "--recipe", "speech", "--data", data, "--model", model,
                "--mixup-alpha", str(alpha), "--epochs", str(epochs), "--threads", str(threads),
                "--seed", str(seed), "--out", out]
-    if epochs <= 10:  # keep the recipe's shape: the lr steps at a third and two thirds of the run
-        command += ["--milestones", str(epochs // 3), str(2 * epochs // 3)]
+    if epochs != 30:  # keep the recipe's shape: lr steps at a third and two thirds, mixup after a sixth
+        command += ["--milestones", str(epochs // 3), str(2 * epochs // 3),
+                    "--mixup-warmup-epochs", str(max(1, round(epochs / 6)))]
     subprocess.run(command, check=True)
     with open(os.path.join(out, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f]
@@ -94,7 +97,8 @@ def main(argv=None):
               "cpu": cpu_model(), "cores": os.cpu_count(), "data": args.data, "epochs": args.epochs,
               "seed": args.seed, "results": results}
     os.makedirs(args.results, exist_ok=True)
-    path = os.path.join(args.results, f"{stamp}-speech-paper-cpu")
+    models = "-".join(NAMES[model].lower().replace("-", "") for model in args.models)
+    path = os.path.join(args.results, f"{stamp}-speech-paper-{models}-cpu")
     with open(path + ".json", "w") as f:
         json.dump(record, f, indent=2)
     text = (f"Spoken words (synthesized, {args.epochs} epochs, {stamp}, {cpu_model()}, CPU), errors in %; "
