@@ -166,7 +166,7 @@ def final_train_errors(out, threads):
                          split="val", device="cpu", augment=config["augment"],
                          adjust_orientation=config["adjust_orientation"], dtype=torch.float32,
                          num_threads=threads, batch_size=256, crop_size=config["val_crop_size"],
-                         crop_pct=config["crop_pct"])
+                         **({"crop_pct": config["crop_pct"]} if config["augment"] == "random_resized_crop" else {}))
     model = create_model(config["model"], classes, config["dropout"])
     model.load_state_dict(checkpoint.load(os.path.join(out, "checkpoint.pt"))["model"])
     model.eval()

@@ -206,6 +206,12 @@ def _image_pipeline(source, training, mixing, policies, *, crop_size, min_crop_a
     augment_args = {"crop_size": crop_size, "hflip": hflip, "adjust_orientation": adjust_orientation}
     if augment == "random_resized_crop":
         augment_args.update(min_crop_area=min_crop_area, crop_pct=crop_pct)
+    else:  # pad_crop has neither: refuse them rather than ignore them
+        given = [name for name, value, default in (("min_crop_area", min_crop_area, _IMAGE_OPTIONS["min_crop_area"]),
+                                                    ("crop_pct", crop_pct, _IMAGE_OPTIONS["crop_pct"]))
+                 if value != default]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to augment='random_resized_crop', not '{augment}'")
     augment = augment_lib.AUGMENTS[augment](**augment_args)
     if reprob:
         policies.append(augment_lib.RandomErasing(reprob, remode, tuple(source.mean), tuple(source.std)))

@@ -192,6 +192,10 @@ def test_gpu_val_is_close_to_cpu_val(imagenet_dir):
     [
         (dict(dataset="imagenet"), ValueError, "dataset must be one of"),
         (dict(split="test"), ValueError, r"split must be one of \('train', 'val'\) for dataset='imagefolder', got 'test'"),
+        (dict(augment="pad_crop", min_crop_area=0.5, batch_size=4), ValueError,
+         "min_crop_area apply to augment='random_resized_crop', not 'pad_crop'"),
+        (dict(augment="pad_crop", split="val", crop_pct=0.95), ValueError,
+         "crop_pct apply to augment='random_resized_crop', not 'pad_crop'"),
         (dict(device="tpu"), ValueError, "device must be 'gpu' or 'cpu'"),
         (dict(batch_size=0), ValueError, "batch_size must be >= 1"),
         (dict(batch_size=2.5), TypeError, "batch_size must be an int"),

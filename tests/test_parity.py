@@ -147,8 +147,9 @@ def test_train_split_applies_the_orientation_too(rotated_folder, augment):
     size = 96
     for adjust in (False, True):
         # Crops of the whole image (area 1), so the output is the image squeezed to a square.
+        area = {"min_crop_area": 1.0} if augment == "random_resized_crop" else {}
         loader = make_loader(dataset="imagefolder", root=rotated_folder, batch_size=3, device="cpu", crop_size=size,
-                             augment=augment, min_crop_area=1.0, hflip=0.0, adjust_orientation=adjust)
+                             augment=augment, hflip=0.0, adjust_orientation=adjust, **area)
         images, targets = collect(loader)
         for image, target in zip(_pixels(images), targets.argmax(1).tolist()):
             opened = Image.open(files[labels.index(target)])

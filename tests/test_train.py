@@ -268,6 +268,7 @@ def test_two_nodes_through_torchrun_rendezvous(digits_dir, tmp_path):
                                                                 "vgg11_speech, not resnet8"),
         (["--recipe", "speech", "--crop-size", "64", "--hflip", "0"],
          "--crop-size, --hflip apply to image datasets, not --dataset speechcommands"),
+        (["--min-crop-area", "0.3"], "--min-crop-area apply to --augment random_resized_crop, not pad_crop"),
         (["--device", "gpu"] if not torch.cuda.is_available() else ["--amp", "fp16", "--device", "cpu"],
          "--device gpu, but torch sees no CUDA GPU" if not torch.cuda.is_available() else "--amp fp16 needs a GPU"),
     ],

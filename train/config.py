@@ -208,6 +208,10 @@ def parse_config(argv=None, world_size=1, cuda=False):
         given = [f"--{name.replace('_', '-')}" for name in IMAGE_OPTIONS if args[name] is not None]
         if given:
             parser.error(f"{', '.join(given)} apply to image datasets, not --dataset speechcommands")
+    if values["augment"] == "pad_crop":
+        given = [f"--{name.replace('_', '-')}" for name in ("min_crop_area", "crop_pct") if args[name] is not None]
+        if given:
+            parser.error(f"{', '.join(given)} apply to --augment random_resized_crop, not pad_crop")
     config = Config(**{key: value for key, value in values.items() if key in fields})
     problems = _check(config)
     if problems:

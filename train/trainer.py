@@ -90,9 +90,13 @@ def image_options(config):
         return {}, {}, {}
     both = {"augment": config.augment, "adjust_orientation": config.adjust_orientation,
             "channels_last": config.channels_last}
-    train = {"crop_size": config.crop_size, "min_crop_area": config.min_crop_area, "hflip": config.hflip,
-             "auto_augment": config.auto_augment, "reprob": config.reprob, "remode": config.remode}
-    return both, train, {"crop_size": config.val_crop_size, "crop_pct": config.crop_pct}
+    train = {"crop_size": config.crop_size, "hflip": config.hflip, "auto_augment": config.auto_augment,
+             "reprob": config.reprob, "remode": config.remode}
+    evaluation = {"crop_size": config.val_crop_size}
+    if config.augment != "pad_crop":  # pad_crop has no area bound and no crop share (config.py refuses them)
+        train["min_crop_area"] = config.min_crop_area
+        evaluation["crop_pct"] = config.crop_pct
+    return both, train, evaluation
 
 
 def lr_factor(step, steps_per_epoch, config):
