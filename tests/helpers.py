@@ -29,6 +29,18 @@ def photo_crops(batch_size, size=24, seed=0):
 
 
 @pipeline_def
+def crops_pipeline(images, labels, flips, device, mixup_args):
+    """uint8 HWC crops with their labels and flip flags, flipped, normalized and mixed on ``device``,
+    returning the mixing parameters too."""
+    crops = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+    classes = fn.external_source(source=lambda: labels, batch=True)
+    mirror = fn.external_source(source=lambda: flips, batch=True)
+    if device == "gpu":
+        crops = crops.gpu()
+    return mixup(crops, classes, mirror=mirror, mean=list(MEAN), std=list(STD), return_params=True, **mixup_args)
+
+
+@pipeline_def
 def fixed_batch_mixup(host_images, host_labels, device, mixup_args):
     """Feed the same host batch every iteration and mix it on ``device``."""
     images = fn.external_source(source=lambda: host_images, batch=True)

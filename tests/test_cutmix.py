@@ -9,7 +9,7 @@ from scipy import stats
 
 from conftest import DEVICES
 from dali_mixup import mixup, mixup_reference
-from helpers import MEAN, STD, photo_crops
+from helpers import MEAN, STD, crops_pipeline, photo_crops
 
 NUM_CLASSES = 10
 SIZE = (20, 28)  # height, width: the boxes are not square
@@ -20,22 +20,12 @@ def crops(batch_size, seed=0):
     return [np.ascontiguousarray(image[: SIZE[0], : SIZE[1]]) for image in images], labels
 
 
-@pipeline_def
-def crops_pipeline(images, labels, flips, device, mixup_args):
-    crops_ = fn.external_source(source=lambda: images, batch=True, layout="HWC")
-    classes = fn.external_source(source=lambda: labels, batch=True)
-    mirror = fn.external_source(source=lambda: flips, batch=True)
-    if device == "gpu":
-        crops_ = crops_.gpu()
-    return mixup(crops_, classes, num_classes=NUM_CLASSES, mirror=mirror, mean=list(MEAN), std=list(STD),
-                 return_params=True, **mixup_args)
-
-
 def run(device, batch_size, iterations=2, seed=3, **mixup_args):
     """The outputs of ``iterations`` runs on real photo crops, with the inputs behind them."""
     images, labels = crops(batch_size, seed=batch_size)
     flips = [np.int32(k % 3 == 0) for k in range(batch_size)]
-    pipe = crops_pipeline(images, labels, flips, device, mixup_args, batch_size=batch_size, num_threads=2,
+    pipe = crops_pipeline(images, labels, flips, device, {"num_classes": NUM_CLASSES, **mixup_args},
+                          batch_size=batch_size, num_threads=2,
                           device_id=0 if device == "gpu" else None, seed=seed)
     pipe.build()
     outputs = [tuple(o.as_cpu().as_array() for o in pipe.run()) for _ in range(iterations)]

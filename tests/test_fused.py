@@ -12,21 +12,11 @@ import tempfile
 import numpy as np
 import pytest
 import torch
-from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali import types
 
 from conftest import DEVICES
-from dali_mixup import build, mixup, mixup_reference
-from helpers import MEAN, STD, photo_crops
-
-
-@pipeline_def
-def crops_pipeline(images, labels, flips, device, mixup_args):
-    crops = fn.external_source(source=lambda: images, batch=True, layout="HWC")
-    classes = fn.external_source(source=lambda: labels, batch=True)
-    mirror = fn.external_source(source=lambda: flips, batch=True)
-    if device == "gpu":
-        crops = crops.gpu()
-    return mixup(crops, classes, mirror=mirror, mean=list(MEAN), std=list(STD), return_params=True, **mixup_args)
+from dali_mixup import build, mixup_reference
+from helpers import MEAN, STD, crops_pipeline, photo_crops
 
 
 def tiled_crops(batch_size, size, seed):
