@@ -69,6 +69,13 @@ def median(values):
     return statistics.median(values)
 
 
+def require_positive(parser, args, names):
+    """Exit with a usage error naming the first of ``names`` (argparse destinations) below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+
+
 def interleaved_runs(measure, configs, runs):
     """``{config: [value per run]}``: ``measure(config)`` for every configuration in each of ``runs`` runs.
 

@@ -44,7 +44,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import cpu_model
+from benchmarks.common import cpu_model, require_positive
 
 DEFAULT_METHODS = ["erm", "erm+dropout:0.7", "mixup:8", "mixup:32", "mixup:8+dropout:0.3"]
 # --augment none: a random-resized crop of exactly the whole image (area 1; no aspect ratio in
@@ -431,9 +431,7 @@ def parse_args(argv=None):
         args.methods = [parse_method(text) for text in args.methods]
     except ValueError as err:
         parser.error(f"--methods: {err}")
-    for name in ("epochs", "batch_size", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    require_positive(parser, args, ("epochs", "batch_size", "threads"))
     for name in ("lr", "weight_decay"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")

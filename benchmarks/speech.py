@@ -34,7 +34,7 @@ import wave
 import numpy as np
 import torch
 
-from benchmarks.common import environment, hardware_tag, interleaved_runs, median
+from benchmarks.common import environment, hardware_tag, interleaved_runs, median, require_positive
 from benchmarks.common import ratios as common_ratios
 from benchmarks.loader import bar_chart, torch_mixup
 from dali_mixup import formats, make_loader
@@ -184,9 +184,7 @@ def main(argv=None):
     parser.add_argument("--png", help="the chart (default: beside the JSON)")
     args = parser.parse_args(argv)
     args.workers = args.threads if args.workers is None else args.workers
-    for name in ("runs", "batch_size", "threads", "per_word"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    require_positive(parser, args, ("runs", "batch_size", "threads", "per_word"))
     for name in ("workers", "batches"):
         if getattr(args, name) < 0:
             parser.error(f"--{name} must be >= 0, got {getattr(args, name)}")
