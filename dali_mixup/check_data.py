@@ -143,11 +143,7 @@ def _file_items(files):
 
 def _check_speech_commands(root, num_classes, threads):
     """Speech Commands: the layout and lists, then every clip's header and decoding."""
-    files, problems = [], []
-    for split in ("train", *formats.SPEECH_SPLITS):
-        found, _, classes, scanned = formats.scan_speech_commands(root, split)
-        files += found
-        problems += [line for line in scanned if line not in problems]  # each split's scan finds the same
+    files, _, classes, problems = formats.scan_speech_commands(root, split=None)  # every clip, once
     if num_classes is not None and num_classes != len(classes):
         problems.append(f"{root}: {len(classes)} word folders, but --num-classes is {num_classes}")
     sniffed = {file: formats.sniff_audio(file) for file in files}

@@ -373,12 +373,12 @@ def scan_speech_commands(root, split):
     Classes are the sorted names of the word folders in ``root`` (every folder but
     ``_background_noise_``). A clip is ``root/<word>/<speaker>_nohash_<n>.<ext>``, ``ext`` one of
     ``AUDIO_EXTENSIONS`` in any case. ``"val"`` takes the clips listed in ``validation_list.txt``,
-    ``"test"`` those in ``testing_list.txt``, and ``"train"`` every other clip. The order is the
-    sorted ``word/file`` paths.
+    ``"test"`` those in ``testing_list.txt``, and ``"train"`` every other clip; None takes every
+    clip (as ``check_data`` does). The order is the sorted ``word/file`` paths.
 
     Args:
         root: the folder holding the word folders and the two lists.
-        split: ``"train"``, ``"val"`` or ``"test"``.
+        split: ``"train"``, ``"val"``, ``"test"``, or None for all three.
 
     Returns:
         ``(files, labels, classes, problems)``: paths, class ids, word names, and one line for each
@@ -389,8 +389,8 @@ def scan_speech_commands(root, split):
         FileNotFoundError: if ``root`` is not a folder, has no word folder or lacks a list.
         ValueError: for a split other than the three.
     """
-    if split not in ("train", *SPEECH_SPLITS):
-        raise ValueError(f"split must be 'train', 'val' or 'test' for Speech Commands, got {split!r}")
+    if split not in (None, "train", *SPEECH_SPLITS):
+        raise ValueError(f"split must be 'train', 'val', 'test' or None for Speech Commands, got {split!r}")
     if not os.path.isdir(root):
         raise FileNotFoundError(f"dataset root {root!r} is not a folder")
     classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and entry.name != BACKGROUND_NOISE)
@@ -411,7 +411,9 @@ def scan_speech_commands(root, split):
     lists = {name: _read_split_list(root, filename, clips, problems) for name, filename in SPEECH_SPLITS.items()}
     for clip in sorted(lists["val"].keys() & lists["test"].keys()):
         problems.append(f"{clip} is in both {SPEECH_SPLITS['val']} and {SPEECH_SPLITS['test']}")
-    if split == "train":
+    if split is None:
+        chosen = sorted(clips)
+    elif split == "train":
         chosen = sorted(clips.keys() - lists["val"].keys() - lists["test"].keys())
     else:
         chosen = sorted(lists[split])
