@@ -37,6 +37,7 @@ import torch
 from benchmarks.common import environment, hardware_tag, interleaved_runs, median, require_positive
 from benchmarks.common import ratios as common_ratios
 from benchmarks.loader import bar_chart, torch_mixup
+from benchmarks.loader import measure as measure_epoch
 from dali_mixup import formats, make_loader
 from dali_mixup.reference import one_hot_targets
 
@@ -117,27 +118,20 @@ def build(config, root, args):
 
 
 def measure(epoch, device, batches=0):
-    """Clips/s: over one epoch timed after an untimed one (as ``benchmarks.loader.measure``, whose docstring
+    """Clips/s: over one epoch timed after an untimed one (``benchmarks.loader.measure``, whose docstring
     says why), or over ``batches`` batches timed after an untimed first batch of the epoch, which absorbs the
     rebuild of DALI's broken-off epoch and the DataLoader's restart."""
+    if not batches:
+        return measure_epoch(epoch, device)
     sync = torch.cuda.synchronize if device == "gpu" else lambda: None
-    if batches:
-        clips = epoch()
-        next(clips)
-        sync()
-        count, start = 0, time.perf_counter()
-        for spectrograms, _ in itertools.islice(clips, batches):
-            count += len(spectrograms)
-        sync()
-        clips.close()  # the epoch is broken off: the next one starts afresh
-        return count / (time.perf_counter() - start)
-    for _ in epoch():
-        pass
+    clips = epoch()
+    next(clips)
     sync()
     count, start = 0, time.perf_counter()
-    for spectrograms, _ in epoch():
+    for spectrograms, _ in itertools.islice(clips, batches):
         count += len(spectrograms)
     sync()
+    clips.close()  # the epoch is broken off: the next one starts afresh
     return count / (time.perf_counter() - start)
 
 
