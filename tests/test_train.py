@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from helpers import photo_crops
+from dali_mixup.loader import make_loader
 from train import checkpoint
 from train.models import create_model
 from train.trainer import corrupt_labels, image_dtype
@@ -425,6 +426,23 @@ def test_a_warm_up_starts_at_one_percent_unless_the_recipe_says_otherwise(tmp_pa
 def test_speech_models_take_the_papers_and_the_codes_spectrograms(name, rows):
     model = create_model(name, 35)
     assert model(torch.zeros(2, 1, rows, 101)).shape == (2, 35)
+
+
+def test_channels_last_speech_models_give_the_same_logits_on_the_loaders_spectrograms(spoken_dir):
+    # --channels-last on speech changes the model's memory only: a [B, 1, H, W] batch is the same bytes in
+    # either format, so the loader's spectrograms go in as they come.
+    from train.config import parse_config
+
+    root, _ = spoken_dir
+    assert parse_config(["--recipe", "speech", "--data", str(root), "--channels-last"]).channels_last
+    spectrograms, _ = next(iter(make_loader(dataset="speechcommands", root=str(root), split="val", batch_size=4,
+                                            device="cpu", num_threads=1)))
+    torch.manual_seed(0)
+    model = create_model("vgg11_speech", 35).eval()
+    expected = model(spectrograms)
+    model = model.to(memory_format=torch.channels_last)
+    assert model.features(spectrograms).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(model(spectrograms), expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("opt", ["adamw", "lamb"])

@@ -108,7 +108,7 @@ DEFAULTS = dict(
 
 # The options that shape images; an audio dataset takes none of them.
 IMAGE_OPTIONS = ("crop_size", "val_crop_size", "crop_pct", "augment", "auto_augment", "reprob", "remode",
-                 "min_crop_area", "hflip", "adjust_orientation", "channels_last")
+                 "min_crop_area", "hflip", "adjust_orientation")
 
 
 def _parser():
@@ -169,7 +169,9 @@ def _parser():
         help="apply JPEGs' EXIF orientation (default: off, as torchvision, whose PIL ignores it)")
     add("--device", choices=["auto", "cpu", "gpu"], help="(default: auto, the GPU if there is one)")
     add("--amp", choices=["auto", "bf16", "fp16", "off"], help="(default: auto, bf16 on GPU and off on CPU)")
-    add("--channels-last", action=argparse.BooleanOptionalAction, help="(default: on for GPU)")
+    add("--channels-last", action=argparse.BooleanOptionalAction,
+        help="channels-last memory for the model and the images; for speech the model's alone, the one-channel "
+             "spectrograms are the same bytes either way (default: on for GPU)")
     add("--threads", type=int, help="DALI CPU threads per rank (default: 4)")
     add("--seed", type=int, help="(default: 0)")
     add("--corrupt-labels", type=float, help="give this fraction of the train labels another class (default: 0)")
@@ -201,7 +203,7 @@ def parse_config(argv=None, world_size=1, cuda=False):
         lr=lr,
         warmup_start_lr=lr * values["warmup_start_factor"],
         amp={"auto": "bf16" if device == "gpu" else "off"}.get(values["amp"], values["amp"]),
-        channels_last=values.get("channels_last", device == "gpu" and values["dataset"] != "speechcommands"),
+        channels_last=values.get("channels_last", device == "gpu"),
         val_crop_size=values.get("val_crop_size") or values["crop_size"],
     )
     if values["dataset"] == "speechcommands":
@@ -258,8 +260,6 @@ def _check(c):
             problems.append(f"--auto-augment: {err}")
     if c.dropout and c.model not in SMALL_MODELS:
         problems.append(f"--dropout applies to the PreAct models, not {c.model}")
-    if c.dataset == "speechcommands" and c.channels_last:
-        problems.append("--channels-last is for images; spectrograms have one channel")
     if c.amp == "fp16" and c.device == "cpu":
         problems.append("--amp fp16 needs a GPU; use bf16 or off on the CPU")
     if c.dataset == "speechcommands" and c.model not in SPEECH_MODELS:
