@@ -157,8 +157,23 @@ def test_the_speech_comparison_summarizes_runs_beside_the_papers_numbers():
     assert "| LeNet | mixup α=0.1 | 40.0 | 45.0 | 50.0 | 10.1 / 10.8 |" in speech.table([result])
 
 
+def test_the_speech_comparison_gives_the_trainer_options_it_takes(tmp_path):
+    from benchmarks.paper import speech
+    from train.config import parse_config
+
+    command = speech.trainer_command(str(tmp_path), "runs/x", "vgg11_speech", 0.1, 12, 2, 0,
+                                     ["--amp", "bf16", "--lr", "0.0003", "--channels-last"])
+    assert command[1:4] == ["-m", "train", "--recipe"]
+    config = parse_config(command[3:])
+    assert (config.model, config.mixup_alpha, config.lr, config.amp, config.channels_last, config.epochs,
+            config.milestones, config.mixup_warmup_epochs) == ("vgg11_speech", 0.1, 3e-4, "bf16", True, 12, [4, 8], 2)
+    assert parse_config(speech.trainer_command(str(tmp_path), "runs/x", "lenet_speech", 0.2, 30, 2, 0, [])[3:]
+                        ).milestones == [10, 20]  # the recipe's own
+
+
 @pytest.mark.parametrize("argv, message", [(["--epochs", "0"], "--epochs must be >= 1"),
                                            (["--alphas", "-1"], "--alphas must be >= 0"),
+                                           (["--lr", "0"], "--lr must be > 0"),
                                            (["--models", "resnet8"], "invalid choice: 'resnet8'")])
 def test_the_speech_comparison_refuses_bad_options(argv, message, capsys):
     from benchmarks.paper import speech

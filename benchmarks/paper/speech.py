@@ -2,6 +2,7 @@
 
     python -m benchmarks.paper.speech [--data out/spoken-words] [--models lenet_speech vgg11_speech]
                                       [--alphas 0 0.1 0.2] [--epochs 30] [--threads 2]
+                                      [--lr LR] [--amp bf16] [--channels-last]
 
 Each run is ``python -m train --recipe speech`` (Adam, batch 100, the lr divided by 10 every 10
 epochs, mixup after 5 ERM epochs) on a Speech Commands-like set of synthesized speech, made by
@@ -9,7 +10,8 @@ epochs, mixup after 5 ERM epochs) on a Speech Commands-like set of synthesized s
 never heard in training. Writes ``benchmarks/results/DATE-speech-paper-MODELS-cpu.{json,md}`` with
 the best and last validation and the last test error of every run, beside the paper's. With
 ``--epochs`` other than the recipe's 30, the lr steps and the mixup warm-up keep their share of the
-run (steps at a third and two thirds, mixup after a sixth).
+run (steps at a third and two thirds, mixup after a sixth). ``--amp bf16 --channels-last`` run VGG-11
+2.8x faster on a CPU with AVX512-BF16 (20 against 7 clips/s on 2 cores).
 """
 
 import argparse
@@ -31,14 +33,19 @@ PAPER = {
 NAMES = {"lenet_speech": "LeNet", "vgg11_speech": "VGG-11"}
 
 
-def train(data, out, model, alpha, epochs, threads, seed):
-    """One run of the trainer's speech recipe; its per-epoch rows."""
+def trainer_command(data, out, model, alpha, epochs, threads, seed, trainer_options):
+    """The trainer's command line for one run of its speech recipe."""
     command = [sys.executable, "-m", "train", "--recipe", "speech", "--data", data, "--model", model,
                "--mixup-alpha", str(alpha), "--epochs", str(epochs), "--threads", str(threads),
-               "--seed", str(seed), "--out", out]
+               "--seed", str(seed), "--out", out, *trainer_options]
     if epochs != 30:  # keep the recipe's shape: lr steps at a third and two thirds, mixup after a sixth
         command += ["--milestones", str(epochs // 3), str(2 * epochs // 3),
                     "--mixup-warmup-epochs", str(max(1, round(epochs / 6)))]
+    return command
+
+
+def train(out, command):
+    """Run one trainer command writing to ``out``; its per-epoch rows."""
     subprocess.run(command, check=True)
     with open(os.path.join(out, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f]
@@ -75,25 +82,34 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2, help="DALI threads per run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, help="peak lr of every run (default: the recipe's, 3e-3)")
+    parser.add_argument("--amp", choices=["auto", "off", "bf16"], default="auto",
+                        help="the trainer's --amp (auto: bf16 on GPU, off on CPU)")
+    parser.add_argument("--channels-last", action="store_true", help="the trainer's --channels-last")
     parser.add_argument("--runs", default="runs/speech-paper", help="where the trainer's run folders go")
     parser.add_argument("--results", default="benchmarks/results")
     args = parser.parse_args(argv)
     require_positive(parser, args, ("per_word", "epochs", "threads"))
     if any(alpha < 0 for alpha in args.alphas):
         parser.error(f"--alphas must be >= 0, got {args.alphas}")
+    if args.lr is not None and args.lr <= 0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
     if not os.path.isdir(args.data):
         write_spoken_words(args.data, per_word=args.per_word, seed=0)
+    trainer_options = ["--amp", args.amp, *(["--lr", str(args.lr)] if args.lr else []),
+                       *(["--channels-last"] if args.channels_last else [])]
 
     results = []
     for model in args.models:
         for alpha in args.alphas:
             out = os.path.join(args.runs, f"{model}-alpha{alpha:g}")
-            results.append(summarize(model, alpha, train(args.data, out, model, alpha, args.epochs, args.threads,
-                                                         args.seed)))
+            command = trainer_command(args.data, out, model, alpha, args.epochs, args.threads, args.seed,
+                                      trainer_options)
+            results.append(summarize(model, alpha, train(out, command)))
     stamp = datetime.date.today().isoformat()
     record = {"date": stamp, "command": " ".join(["python -m benchmarks.paper.speech", *(argv or sys.argv[1:])]),
               "cpu": cpu_model(), "cores": os.cpu_count(), "data": args.data, "epochs": args.epochs,
-              "seed": args.seed, "results": results}
+              "seed": args.seed, "trainer_options": trainer_options, "results": results}
     os.makedirs(args.results, exist_ok=True)
     models = "-".join(NAMES[model].lower().replace("-", "") for model in args.models)
     path = os.path.join(args.results, f"{stamp}-speech-paper-{models}-cpu")
