@@ -7,7 +7,7 @@
 Each run is ``python -m train --recipe speech`` (Adam, batch 100, the lr divided by 10 every 10
 epochs, mixup after 5 ERM epochs) on a Speech Commands-like set of synthesized speech, made by
 ``python -m dali_mixup.datasets spoken-words`` if ``--data`` is missing; val and test voices are
-never heard in training. Writes ``benchmarks/results/DATE-speech-paper-MODELS-cpu.{json,md}`` with
+never heard in training. Writes ``benchmarks/results/DATE-speech-paper-MODELS[-seedN]-cpu.{json,md}`` with
 the best and last validation and the last test error of every run, beside the paper's. With
 ``--epochs`` other than the recipe's 30, the lr steps and the mixup warm-up keep their share of the
 run (steps at a third and two thirds, mixup after a sixth). ``--amp bf16 --channels-last`` run VGG-11
@@ -112,7 +112,8 @@ def main(argv=None):
               "seed": args.seed, "trainer_options": trainer_options, "results": results}
     os.makedirs(args.results, exist_ok=True)
     models = "-".join(NAMES[model].lower().replace("-", "") for model in args.models)
-    path = os.path.join(args.results, f"{stamp}-speech-paper-{models}-cpu")
+    seed = f"-seed{args.seed}" if args.seed else ""  # seed 0's files keep their name
+    path = os.path.join(args.results, f"{stamp}-speech-paper-{models}{seed}-cpu")
     with open(path + ".json", "w") as f:
         json.dump(record, f, indent=2)
     text = (f"Spoken words (synthesized, {args.epochs} epochs, {stamp}, {cpu_model()}, CPU), errors in %; "
