@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import photo_crops
 from dali_mixup.loader import make_loader
+from helpers import photo_crops
 from train import checkpoint
 from train.models import create_model
 from train.trainer import corrupt_labels, image_dtype
