@@ -69,11 +69,11 @@ def median(values):
     return statistics.median(values)
 
 
-def require_positive(parser, args, names):
-    """Exit with a usage error naming the first of ``names`` (argparse destinations) below 1."""
+def require_at_least(parser, args, names, minimum=1):
+    """Exit with a usage error naming the first of ``names`` (argparse destinations) below ``minimum``."""
     for name in names:
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        if getattr(args, name) < minimum:
+            parser.error(f"--{name.replace('_', '-')} must be >= {minimum}, got {getattr(args, name)}")
 
 
 def interleaved_runs(measure, configs, runs):

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from benchmarks.common import environment, fused_off, hardware_tag, interleaved_runs, median, require_positive
+from benchmarks.common import environment, fused_off, hardware_tag, interleaved_runs, median, require_at_least
 from benchmarks.common import ratios as common_ratios
 from dali_mixup import make_loader
 from dali_mixup.reference import mixup_reference
@@ -181,9 +181,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.runs, args.batch_size, args.crop_size = 2, 8, 64
-    require_positive(parser, args, ("batch_size", "crop_size", "runs", "threads"))
-    if args.workers < 0:
-        parser.error(f"--workers must be >= 0, got {args.workers}")
+    require_at_least(parser, args, ("batch_size", "crop_size", "runs", "threads"))
+    require_at_least(parser, args, ("workers",), minimum=0)
     if args.device == "gpu" and not torch.cuda.is_available():
         parser.error("--device gpu, but torch sees no CUDA GPU")
 

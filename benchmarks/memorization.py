@@ -44,7 +44,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import cpu_model, require_positive
+from benchmarks.common import cpu_model, require_at_least
 
 DEFAULT_METHODS = ["erm", "erm+dropout:0.7", "mixup:8", "mixup:32", "mixup:8+dropout:0.3"]
 # --augment none: a random-resized crop of exactly the whole image (area 1; no aspect ratio in
@@ -431,10 +431,8 @@ def parse_args(argv=None):
         args.methods = [parse_method(text) for text in args.methods]
     except ValueError as err:
         parser.error(f"--methods: {err}")
-    require_positive(parser, args, ("epochs", "batch_size", "threads"))
-    for name in ("lr", "weight_decay"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    require_at_least(parser, args, ("epochs", "batch_size", "threads"))
+    require_at_least(parser, args, ("lr", "weight_decay"), minimum=0)
     if any(not 0 < corrupt < 1 for corrupt in args.corrupt):
         parser.error(f"--corrupt must be in (0, 1), got {args.corrupt}")
     if len({method["method"] for method in args.methods}) < len(args.methods) or len(set(args.corrupt)) < len(

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from nvidia.dali import fn, pipeline_def, types
 
-from benchmarks.common import environment, fused_off, hardware_tag, median, require_positive
+from benchmarks.common import environment, fused_off, hardware_tag, median, require_at_least
 from dali_mixup import mixup
 from dali_mixup.build import fused_backends
 
@@ -87,7 +87,7 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=5, help="measured runs; the result is the median")
     parser.add_argument("--json", help="default: benchmarks/results/DATE-mixup-op-DEVICE-HW.json")
     args = parser.parse_args(argv)
-    require_positive(parser, args, ("batch_size", "size", "iterations", "runs"))
+    require_at_least(parser, args, ("batch_size", "size", "iterations", "runs"))
     if args.device == "gpu" and not cuda:
         parser.error("--device gpu, but torch sees no CUDA GPU; --device cpu times the CPU operator")
     on_gpu = args.device == "gpu"

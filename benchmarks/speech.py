@@ -34,7 +34,7 @@ import wave
 import numpy as np
 import torch
 
-from benchmarks.common import environment, hardware_tag, interleaved_runs, median, require_positive
+from benchmarks.common import environment, hardware_tag, interleaved_runs, median, require_at_least
 from benchmarks.common import ratios as common_ratios
 from benchmarks.loader import bar_chart, torch_mixup
 from benchmarks.loader import measure as measure_epoch
@@ -178,10 +178,8 @@ def main(argv=None):
     parser.add_argument("--png", help="the chart (default: beside the JSON)")
     args = parser.parse_args(argv)
     args.workers = args.threads if args.workers is None else args.workers
-    require_positive(parser, args, ("runs", "batch_size", "threads", "per_word"))
-    for name in ("workers", "batches"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name} must be >= 0, got {getattr(args, name)}")
+    require_at_least(parser, args, ("runs", "batch_size", "threads", "per_word"))
+    require_at_least(parser, args, ("workers", "batches"), minimum=0)
     if args.device == "gpu" and not torch.cuda.is_available():
         parser.error("--device gpu, but torch sees no CUDA GPU")
     args.data = args.data or os.path.join("runs", "bench-data", f"spoken-words-35x{args.per_word}")

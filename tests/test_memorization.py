@@ -54,6 +54,7 @@ def test_paper_rows_match_kind_and_alpha():
     (["--methods", "erm", "bogus"], "--methods: 'bogus'"),
     (["--corrupt", "1"], "--corrupt must be in (0, 1)"),
     (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--weight-decay", "-0.1"], "--weight-decay must be >= 0, got -0.1"),
     (["--methods", "erm", "erm"], "must not repeat"),
     (["--model", "resnet18", "--methods", "erm+dropout:0.5"], "dropout works in the PreAct models"),
     (["--augment", "flip"], "argument --augment"),

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import DEVICES
-from nvidia.dali import fn, pipeline_def
 
 from benchmarks import speech
 from helpers import spectrograms, write_pcm
@@ -54,6 +53,16 @@ def test_the_baseline_refuses_what_it_cannot_read(tmp_path):
         speech.read_wav(tmp_path / "8bit.wav")
     with pytest.raises(SystemExit):
         speech.main(["--no-such-option"])
+
+
+@pytest.mark.parametrize("argv, message", [(["--runs", "0"], "--runs must be >= 1, got 0"),
+                                           (["--workers", "-1"], "--workers must be >= 0, got -1"),
+                                           (["--batches", "-2"], "--batches must be >= 0, got -2")])
+def test_bad_counts_are_usage_errors_naming_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        speech.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_measure_times_the_second_of_two_epochs_or_the_batches_after_the_first():

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
-from benchmarks.common import environment, require_positive
+from benchmarks.common import environment, require_at_least
 
 STD = 0.01
 LATENT = 2
@@ -311,7 +311,7 @@ def parse_args(argv):
                         help="torch threads; more lose to synchronization on a small, busy CPU")
     parser.add_argument("--results", default="benchmarks/results", help="folder for the PNG, the JSON and the table")
     args = parser.parse_args(argv)
-    require_positive(parser, args, ("iterations", "hidden", "batch_size", "d_steps", "threads"))
+    require_at_least(parser, args, ("iterations", "hidden", "batch_size", "d_steps", "threads"))
     if not args.alpha > 0:
         parser.error(f"--alpha must be > 0, got {args.alpha}")
     if min(args.snapshots) < 1:

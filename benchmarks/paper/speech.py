@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 
-from benchmarks.common import cpu_model, require_positive
+from benchmarks.common import cpu_model, require_at_least
 from dali_mixup.spoken_words import write_spoken_words
 
 # The paper's Figure 4 (Google commands, errors in %: validation, test), as we read it; not
@@ -89,7 +89,7 @@ def main(argv=None):
     parser.add_argument("--runs", default="runs/speech-paper", help="where the trainer's run folders go")
     parser.add_argument("--results", default="benchmarks/results")
     args = parser.parse_args(argv)
-    require_positive(parser, args, ("per_word", "epochs", "threads"))
+    require_at_least(parser, args, ("per_word", "epochs", "threads"))
     if any(alpha < 0 for alpha in args.alphas):
         parser.error(f"--alphas must be >= 0, got {args.alphas}")
     if args.lr is not None and args.lr <= 0:

@@ -44,7 +44,7 @@ from nvidia.dali import fn, pipeline_def
 from sklearn import datasets
 from sklearn.model_selection import train_test_split
 
-from benchmarks.common import environment, require_positive
+from benchmarks.common import environment, require_at_least
 from dali_mixup import mixup
 
 DATASETS = {
@@ -318,7 +318,7 @@ def parse_args(argv):
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--results", default="benchmarks/results", help="folder for the JSON and the table")
     args = parser.parse_args(argv)
-    require_positive(parser, args, ("seeds", "epochs", "batch_size"))
+    require_at_least(parser, args, ("seeds", "epochs", "batch_size"))
     if not all(alpha > 0 for alpha in args.alphas):
         parser.error(f"--alphas must all be > 0 (ERM runs anyway), got {args.alphas}")
     if not 0 < args.test_fraction < 1:
