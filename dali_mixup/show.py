@@ -7,7 +7,7 @@ import argparse
 import math
 
 import numpy as np
-from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali import fn, pipeline_def
 from PIL import Image, ImageDraw, ImageFont
 
 from dali_mixup.mixup import mixup

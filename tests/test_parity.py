@@ -4,8 +4,6 @@ DataLoader's epochs; what differs on purpose (EXIF orientation) is a switch."""
 import io
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
