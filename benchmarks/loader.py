@@ -120,8 +120,8 @@ def build(config, root, num_classes, args):
 
     def epoch():
         for images, targets in loader:
-            # The DALI loaders give one-hot targets without mixup; the torch mixup wants class ids.
-            yield after(images, targets.argmax(1)) if after else (images, targets)
+            # Without mixing the DALI loader gives class ids, as the torch mixup wants them.
+            yield after(images, targets) if after else (images, targets)
 
     return epoch
 

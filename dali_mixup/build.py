@@ -204,15 +204,16 @@ def _cudart_dir(toolchain, directory):
 def _flags(toolchain, archs):
     """The compile and link flags, which the build key hashes (the paths made per build folder aside)."""
     import nvidia.dali.sysconfig as sysconfig
-    from torch.utils import cpp_extension
+    import torch
 
+    torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")  # cpp_extension.TORCH_LIB_PATH, without importing it
     dali = [flag for flag in sysconfig.get_compile_flags() if not flag.startswith("-I")]
     flags = {
         "cflags": ["-O3", *dali],
         "include_paths": [sysconfig.get_include_dir(), toolchain.include],
         # cpp_extension also links torch's libraries: the rpaths let DALI load the plugin without torch imported.
         "ldflags": [f"-L{sysconfig.get_lib_dir()}", "-ldali", "-ldali_core", f"-Wl,-rpath,{sysconfig.get_lib_dir()}",
-                    f"-Wl,-rpath,{cpp_extension.TORCH_LIB_PATH}"],
+                    f"-Wl,-rpath,{torch_lib}"],
     }
     if toolchain.nvcc:
         # torch builds its extensions without CUDA's half conversions; DALI's float16 needs them.
@@ -255,8 +256,6 @@ def build(cpu_only=False, verbose=False):
     Raises:
         RuntimeError: when there is no C++ compiler, no CUDA headers, or the build fails.
     """
-    from torch.utils import cpp_extension
-
     toolchain = find_toolchain(cpu_only)
     compiler = _compiler()
     if compiler is None:
@@ -273,6 +272,9 @@ def build(cpu_only=False, verbose=False):
         # The key covers everything that goes into the library, so one there is up to date. Skipping
         # cpp_extension here also skips its lock file, which every rank of a job would take in turn.
         return library, backends, toolchain
+    # Imported only to build: on a machine without CUDA it warns "No CUDA runtime is found" on import.
+    from torch.utils import cpp_extension
+
     os.makedirs(directory, exist_ok=True)
     lock = os.path.join(directory, "lock")
     if os.path.isfile(lock) and time.time() - os.path.getmtime(lock) > _STALE_LOCK_SECONDS:

@@ -5,8 +5,11 @@ file or line at fault; ``check_data`` reports them all. The plain functions (``i
 ``file_list``, ``shards``) raise on the first scan with problems, so nothing is dropped silently.
 """
 
+import collections.abc
 import glob
 import os
+
+import numpy as np
 
 # The extensions torchvision.datasets.ImageFolder accepts, compared case-insensitively.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -32,11 +35,78 @@ def is_image_file(name):
     return name.lower().endswith(IMG_EXTENSIONS)
 
 
+_BYTES_EXTENSIONS = tuple(ext.encode() for ext in IMG_EXTENSIONS)
+
+
 def raise_problems(kind, problems, error=ValueError):
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise error(f"{len(problems)} problem(s) in {kind}:\n  {shown}{more}")
+
+
+class FileTable(collections.abc.Sequence):
+    """File paths kept compactly: a sequence of ``str`` paths that holds no string per file.
+
+    The names are one ``bytes`` blob of NUL-terminated names with an int64 array of their ends,
+    each name under one of a few folders (an int32 index per file): about 30 bytes a file for
+    ImageNet, where a list of paths and labels takes about 170.
+
+    Args:
+        groups: ``(folder, names)`` pairs in order: the folder as ``str`` or ``bytes`` (the names
+            are joined to it as they are), the names as a list of ``bytes``.
+    """
+
+    def __init__(self, groups=()):
+        folders, chunks, counts = [], [], []
+        for folder, names in groups:
+            if names:
+                folders.append(os.fsencode(folder))
+                chunks.append(b"\0".join(names) + b"\0")
+                counts.append(len(names))
+        self._blob = b"".join(chunks)
+        self._ends = np.flatnonzero(np.frombuffer(self._blob, np.uint8) == 0)
+        self._folders = folders
+        self._folder_of = np.repeat(np.arange(len(folders), dtype=np.int32), counts)
+        if len(self._ends) != len(self._folder_of):
+            raise ValueError("a file name holds a NUL byte")
+
+    def __len__(self):
+        return len(self._ends)
+
+    def path(self, index):
+        """The path of file ``index`` as ``bytes`` (what ``open`` takes without decoding)."""
+        start = self._ends[index - 1] + 1 if index else 0
+        return self._folders[self._folder_of[index]] + self._blob[start : self._ends[index]]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"file index {index} out of range for {len(self)} files")
+        return os.fsdecode(self.path(index % len(self)))
+
+    def __repr__(self):
+        return f"FileTable({len(self)} files)"
+
+
+def _image_names(folder):
+    """``(directory, names)`` of the image files under ``folder`` (bytes), in torchvision's order.
+
+    torchvision walks ``sorted(os.walk(folder, followlinks=True))`` and sorts each directory's
+    names; a folder without sub-folders (ImageNet's) is read with one ``scandir`` instead.
+    """
+    names, nested = [], False
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                nested = True
+            elif entry.name.lower().endswith(_BYTES_EXTENSIONS):
+                names.append(entry.name)
+    if not nested:
+        return [(folder + b"/", sorted(names))]
+    return [(parent + b"/", sorted(name for name in files if name.lower().endswith(_BYTES_EXTENSIONS)))
+            for parent, _, files in sorted(os.walk(folder, followlinks=True))]
 
 
 def scan_image_folder(root):
@@ -53,8 +123,8 @@ def scan_image_folder(root):
         root: the folder that holds one sub-folder per class.
 
     Returns:
-        ``(files, labels, classes, problems)``: paths, class ids, class names, and one line for
-        each class folder that holds no image.
+        ``(files, labels, classes, problems)``: the paths (a :class:`FileTable`), the class ids
+        (int32), the class names, and one line for each class folder that holds no image.
 
     Raises:
         FileNotFoundError: if ``root`` is not a folder or has no class folder.
@@ -64,21 +134,16 @@ def scan_image_folder(root):
     classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     if not classes:
         raise FileNotFoundError(f"no class folders in {root!r}; expected the layout root/class_x/image.JPEG")
-    files, labels, problems = [], [], []
-    for label, name in enumerate(classes):
-        folder = os.path.join(root, name)
-        found = [
-            os.path.join(parent, file)
-            for parent, _, names in sorted(os.walk(folder, followlinks=True))
-            for file in sorted(names)
-            if is_image_file(file)
-        ]
-        if not found:
-            problems.append(f"{folder}: empty class folder (no file with an extension in {IMG_EXTENSIONS}, "
-                            "in it or in its sub-folders)")
-        files += found
-        labels += [label] * len(found)
-    return files, labels, classes, problems
+    groups, counts, problems = [], [], []
+    for name in classes:
+        found = _image_names(os.fsencode(os.path.join(root, name)))
+        counts.append(sum(len(names) for _, names in found))
+        if not counts[-1]:
+            problems.append(f"{os.path.join(root, name)}: empty class folder (no file with an extension in "
+                            f"{IMG_EXTENSIONS}, in it or in its sub-folders)")
+        groups += found
+    labels = np.repeat(np.arange(len(classes), dtype=np.int32), counts)
+    return FileTable(groups), labels, classes, problems
 
 
 def image_folder(root):
@@ -88,8 +153,22 @@ def image_folder(root):
     return files, labels, classes
 
 
+def _listing(folder, cache):
+    """The names in ``folder`` (bytes) as a set, read once; empty if it cannot be read."""
+    if folder not in cache:
+        try:
+            cache[folder] = set(os.listdir(folder or b"."))
+        except OSError:
+            cache[folder] = set()
+    return cache[folder]
+
+
 def scan_file_list(path, root, num_classes=None):
     """Read a file list: one ``relative/path label`` per line, the path relative to ``root``.
+
+    Each folder the list names is listed once to check that its files exist (a stat per file
+    would cost seconds at ImageNet's 1.28M); a path that names a folder passes here and fails,
+    naming itself, when it is read.
 
     Args:
         path: the list file.
@@ -97,34 +176,43 @@ def scan_file_list(path, root, num_classes=None):
         num_classes: the number of classes; inferred as ``max(label) + 1`` when None.
 
     Returns:
-        ``(files, labels, num_classes, problems)``; each problem is ``path:line: what``, for a
-        malformed line, a label outside ``[0, num_classes)`` or a missing image. Lines with
-        problems are left out of ``files``.
+        ``(files, labels, num_classes, problems)``: the paths (a :class:`FileTable`), the class
+        ids (int32), and one problem per bad line, ``path:line: what``, for a malformed line, a
+        label outside ``[0, num_classes)`` or a missing image. Lines with problems are left out.
     """
-    entries, problems = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.rsplit(maxsplit=1)
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                problems.append(f"{path}:{number}: expected 'relative/path label', got {line.strip()!r}")
-                continue
-            entries.append((number, os.path.join(root, parts[0].strip()), int(parts[1])))
-    if not entries and not problems:
+    with open(path, "rb") as f:
+        lines = f.read().splitlines()
+    paths, numbers, labels, problems = [], [], [], []
+    for number, line in enumerate(lines, 1):
+        parts = line.rsplit(None, 1)
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[1].lstrip(b"-").isdigit():
+            problems.append(f"{path}:{number}: expected 'relative/path label', got {line.strip().decode(errors='replace')!r}")
+            continue
+        paths.append(parts[0].strip())
+        numbers.append(number)
+        labels.append(int(parts[1]))
+    if not paths and not problems:
         problems.append(f"{path}: the file list is empty")
     if num_classes is None:
-        num_classes = max((label for _, _, label in entries), default=-1) + 1
-    files, labels = [], []
-    for number, file, label in entries:
+        num_classes = max(labels, default=-1) + 1
+    folder = os.path.join(os.fsencode(root), b"")
+    listings, kept = {}, []
+    for k, (relative, number, label) in enumerate(zip(paths, numbers, labels)):
+        full = os.path.join(folder, relative)
+        parent, _, name = full.rpartition(b"/")
         if not 0 <= label < num_classes:
-            problems.append(f"{path}:{number}: label {label} is outside [0, {num_classes}) for {file}")
-        elif not os.path.isfile(file):
-            problems.append(f"{path}:{number}: {file} does not exist")
+            problems.append(f"{path}:{number}: label {label} is outside [0, {num_classes}) for {os.fsdecode(full)}")
+        elif name not in _listing(parent, listings):
+            problems.append(f"{path}:{number}: {os.fsdecode(full)} does not exist")
         else:
-            files.append(file)
-            labels.append(label)
-    return files, labels, num_classes, problems
+            kept.append(k)
+    if any(os.path.isabs(paths[k]) for k in kept):  # os.path.join's rule: an absolute path ignores the root
+        files = FileTable([(b"", [os.path.join(folder, paths[k]) for k in kept])])
+    else:
+        files = FileTable([(folder, [paths[k] for k in kept])])
+    return files, np.array([labels[k] for k in kept], dtype=np.int32), num_classes, problems
 
 
 def file_list(path, root, num_classes=None):
@@ -156,23 +244,6 @@ def shards(root):
             f"Write them with: python -m dali_mixup.index_shards {root}"
         )
     return paths, indexes
-
-
-def read_index(index):
-    """The samples of one shard from its DALI index file: a list of ``{ext: (offset, size, name)}``."""
-    with open(index, encoding="utf-8") as f:
-        header = f.readline().split()
-        if len(header) != 2 or not header[0].startswith("v1."):
-            raise ValueError(f"{index}: not a DALI webdataset index (header {' '.join(header)!r})")
-        samples = []
-        for line in f:
-            fields = line.split()
-            samples.append(
-                {fields[k]: (int(fields[k + 1]), int(fields[k + 2]), fields[k + 3]) for k in range(0, len(fields), 4)}
-            )
-    if len(samples) != int(header[1]):
-        raise ValueError(f"{index}: header says {header[1]} samples, found {len(samples)}")
-    return samples
 
 
 def parse_label(data):
@@ -209,14 +280,83 @@ def _label_file(shard, index, count):
     path = labels_path(shard)
     if not is_fresh(path, shard, index):
         return None
-    with open(path, encoding="ascii", errors="replace") as f:
+    with open(path, "rb") as f:
         header, *lines = f.read().splitlines()
-    if header != f"{LABELS_HEADER} {count}" or len(lines) != count or not all(line.isdigit() for line in lines):
+    if header != f"{LABELS_HEADER} {count}".encode() or len(lines) != count or not all(map(bytes.isdigit, lines)):
         raise ValueError(
             f"{path}: not a label file for the {count} samples of {shard}; "
             f"rewrite it with: python -m dali_mixup.index_shards {shard} --force"
         )
     return [int(line) for line in lines]
+
+
+class ShardTable(collections.abc.Sequence):
+    """The samples of a set of shards, compactly: a sequence of ``(shard, image_name, offset, size, label)``.
+
+    Arrays hold each sample's shard, its image's offset and size in the tar and its label; the
+    member names are a :class:`FileTable`.
+    """
+
+    def __init__(self, shards, shard_of, offsets, sizes, labels, names):
+        self.shards = list(shards)
+        self.shard_of = np.asarray(shard_of, dtype=np.int32)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int32)
+        self.names = names
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self)))]
+        return (self.shards[self.shard_of[index]], self.names[index], int(self.offsets[index]),
+                int(self.sizes[index]), int(self.labels[index]))
+
+    def __eq__(self, other):
+        return isinstance(other, ShardTable) and list(self) == list(other)
+
+    def read(self, index):
+        """The image bytes of sample ``index``."""
+        fd = os.open(self.shards[self.shard_of[index]], os.O_RDONLY)
+        try:
+            return os.pread(fd, int(self.sizes[index]), int(self.offsets[index]))
+        finally:
+            os.close(fd)
+
+
+_SHARD_IMAGE_BYTES = tuple(ext.encode() for ext in SHARD_IMAGE_EXTS)
+
+
+def _index_lines(index):
+    """The sample lines of a DALI index file, each a list of ``bytes`` fields, checked against its header."""
+    with open(index, "rb") as f:
+        header, *lines = f.read().splitlines()
+    header = header.split()
+    if len(header) != 2 or not header[0].startswith(b"v1.") or not header[1].isdigit():
+        raise ValueError(f"{index}: not a DALI webdataset index (header {b' '.join(header).decode(errors='replace')!r})")
+    if len(lines) != int(header[1]):
+        raise ValueError(f"{index}: header says {int(header[1])} samples, found {len(lines)}")
+    return [line.split() for line in lines]
+
+
+def read_index(index):
+    """The samples of one shard from its DALI index file: a list of ``{ext: (offset, size, name)}``."""
+    return [{fields[k].decode(): (int(fields[k + 1]), int(fields[k + 2]), fields[k + 3].decode())
+             for k in range(0, len(fields), 4)} for fields in _index_lines(index)]
+
+
+def _components(fields):
+    """``(image, label)`` of an index line: each ``(offset, size, name)`` (bytes fields), None where missing."""
+    image = label = None
+    for k in range(0, len(fields) - 3, 4):
+        ext = fields[k]
+        if ext == b"cls":
+            label = fields[k + 1 : k + 4]
+        elif ext in _SHARD_IMAGE_BYTES and (image is None or _SHARD_IMAGE_BYTES.index(ext) < image[0]):
+            image = (_SHARD_IMAGE_BYTES.index(ext), fields[k + 1 : k + 4])
+    return (image and image[1]), label
 
 
 def scan_shards(paths, indexes, num_classes=None, use_label_files=True):
@@ -233,40 +373,46 @@ def scan_shards(paths, indexes, num_classes=None, use_label_files=True):
         use_label_files: False reads every label from the shards.
 
     Returns:
-        ``(samples, num_classes, problems)``. ``samples`` holds, in reading order,
-        ``(shard, image_name, image_offset, image_size, label)``; each problem names
-        ``shard:member``.
+        ``(samples, num_classes, problems)``. ``samples`` (a :class:`ShardTable`) holds, in
+        reading order, ``(shard, image_name, image_offset, image_size, label)``; each problem
+        names ``shard:member``.
     """
-    samples, label_names, problems = [], [], []
-    for path, index in zip(paths, indexes):
-        entries = read_index(index)
-        labels = _label_file(path, index, len(entries)) if use_label_files else None
+    shard_of, offsets, sizes, labels, names, problems = [], [], [], [], [], []
+    for shard, (path, index) in enumerate(zip(paths, indexes)):
+        lines = _index_lines(index)
+        from_file = _label_file(path, index, len(lines)) if use_label_files else None
+        shard_names = []
         with open(path, "rb") as tar:
-            for k, components in enumerate(entries):
-                image = next((components[ext] for ext in SHARD_IMAGE_EXTS if ext in components), None)
-                if image is None or SHARD_LABEL_EXT not in components:
-                    names = ", ".join(name for _, _, name in components.values())
-                    problems.append(f"{path}:{names}: a sample needs one of {SHARD_IMAGE_EXTS} and a .cls")
+            for k, fields in enumerate(lines):
+                image, cls = _components(fields)
+                if image is None or cls is None:
+                    found = ", ".join(fields[j + 3].decode(errors="replace") for j in range(0, len(fields) - 3, 4))
+                    problems.append(f"{path}:{found}: a sample needs one of {SHARD_IMAGE_EXTS} and a .cls")
                     continue
-                offset, size, name = components[SHARD_LABEL_EXT]
-                if labels is None:
-                    tar.seek(offset)
-                    data = tar.read(size)
+                if from_file is None:
+                    tar.seek(int(cls[0]))
+                    data = tar.read(int(cls[1]))
                     label = parse_label(data)
                     if label is None:
-                        problems.append(f"{path}:{name}: label must be ASCII digits, got {data[:16]!r}")
+                        problems.append(f"{path}:{cls[2].decode(errors='replace')}: label must be ASCII digits, "
+                                        f"got {data[:16]!r}")
                         continue
                 else:
-                    label = labels[k]
-                label_names.append((name, "" if labels is None else f" (read from {labels_path(path)})"))
-                offset, size, name = image
-                samples.append((path, name, offset, size, label))
+                    label = from_file[k]
+                if num_classes is not None and label >= num_classes:
+                    source = "" if from_file is None else f" (read from {labels_path(path)})"
+                    problems.append(f"{path}:{cls[2].decode(errors='replace')}: label {label} is outside "
+                                    f"[0, {num_classes}){source}")
+                    continue
+                shard_of.append(shard)
+                offsets.append(int(image[0]))
+                sizes.append(int(image[1]))
+                labels.append(label)
+                shard_names.append(image[2])
+        names.append((b"", shard_names))
     if num_classes is None:
-        num_classes = max((sample[-1] for sample in samples), default=-1) + 1
-    for (path, _, _, _, label), (name, source) in zip(samples, label_names):
-        if label >= num_classes:
-            problems.append(f"{path}:{name}: label {label} is outside [0, {num_classes}){source}")
-    return samples, num_classes, problems
+        num_classes = max(labels, default=-1) + 1
+    return ShardTable(paths, shard_of, offsets, sizes, labels, FileTable(names)), num_classes, problems
 
 
 def label_file_problems(paths, indexes, samples):
@@ -281,7 +427,7 @@ def label_file_problems(paths, indexes, samples):
     problems = []
     for path, index in zip(paths, indexes):
         try:
-            labels = _label_file(path, index, len(read_index(index)))
+            labels = _label_file(path, index, len(_index_lines(index)))
         except ValueError as err:
             problems.append(str(err))
             continue
@@ -381,8 +527,8 @@ def scan_speech_commands(root, split):
         split: ``"train"``, ``"val"``, ``"test"``, or None for all three.
 
     Returns:
-        ``(files, labels, classes, problems)``: paths, class ids, word names, and one line for each
-        problem: a file in a word folder that is not a clip, a word folder with no clip, a listed
+        ``(files, labels, classes, problems)``: paths (a :class:`FileTable`), class ids (int32),
+        word names, and one line for each problem: a file in a word folder that is not a clip, a word folder with no clip, a listed
         clip that does not exist or is listed twice, a clip in both lists.
 
     Raises:
@@ -417,8 +563,8 @@ def scan_speech_commands(root, split):
         chosen = sorted(clips.keys() - lists["val"].keys() - lists["test"].keys())
     else:
         chosen = sorted(lists[split])
-    files = [os.path.join(root, clip) for clip in chosen]
-    return files, [clips[clip] for clip in chosen], classes, problems
+    files = FileTable([(os.path.join(root, ""), [os.fsencode(clip) for clip in chosen])])
+    return files, np.array([clips[clip] for clip in chosen], dtype=np.int32), classes, problems
 
 
 def speech_commands(root, split):

@@ -5,15 +5,18 @@ import functools
 import numbers
 import os
 
+import numpy as np
+import torch
+import torch.distributed as dist
 from nvidia.dali import types
-from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
+from dali_mixup.epochs import EpochPlan
 from dali_mixup.mixup import Mixing
 from pipelines import augment as augment_lib
 from pipelines import images as image_pipelines
 from pipelines import speech as speech_pipelines
-from pipelines.sources import SOURCES
+from pipelines.sources import SOURCES, Feed
 
 DATASETS = tuple(SOURCES)
 AUGMENTS = tuple(augment_lib.AUGMENTS)
@@ -21,57 +24,142 @@ AutoAugment = augment_lib.AutoAugment  # the trainer checks --auto-augment with 
 
 
 class DaliLoader:
-    """Iterates ``(images, targets)`` torch tensors on the pipeline's device; ``len()`` is batches per epoch.
+    """A DALI pipeline as a ``DataLoader``: iterates ``(images, targets)`` torch tensors on the pipeline's device.
 
-    Train targets are float32 soft labels ``[B, num_classes]``; val targets are int64 class ids
-    ``[B]``. With ``channels_last`` the images are NCHW tensors in channels-last memory format.
+    ``len()`` is the batches per epoch on this rank (the same on every rank). Train targets are
+    float32 soft labels ``[B, num_classes]``, or int64 class ids ``[B]`` where nothing mixes or
+    smooths them (unless ``soft_targets``); val targets are int64 class ids ``[B]``. With
+    ``channels_last`` the images are NCHW tensors in channels-last memory format.
 
-    As with a ``DataLoader``, every ``iter(loader)`` is a full, fresh epoch of ``len(loader)``
-    batches. DALI's readers cannot rewind, so an epoch that was broken off (a ``break``, or a
-    peek with ``next(iter(loader))``) is not finished: the next ``iter()`` builds the pipeline
-    anew, with the next epoch's order. That costs a pipeline build instead of the rest of the
-    epoch (see the README for the time), and an iterator from before it then raises.
+    As with a ``DataLoader`` and its ``DistributedSampler``, every ``iter(loader)`` is a full epoch
+    of ``len(loader)`` batches, the epoch's order a function of the seed and the epoch
+    (``dali_mixup.epochs``): epochs count up from 0, and :meth:`set_epoch` (or
+    ``loader.sampler.set_epoch``) chooses the one the next ``iter()`` reads. An epoch that was
+    broken off (a ``break``, or a peek with ``next(iter(loader))``) is ended by the next
+    ``iter()``: the batches DALI had already begun (``prefetch_queue_depth``, 2) are run and
+    dropped, and the pipeline goes on with the new epoch, never rebuilt. An iterator from before
+    then raises if it is advanced.
 
     Args:
-        build: ``build(generation)`` returns a new pipeline and a DALI iterator over it; generation
-            ``k`` is the ``k``-th rebuild, and shifts the sample order and augmentation seeds.
-        num_batches: batches per epoch on this rank.
-        num_classes: classes in the data.
+        make_pipeline: ``make_pipeline(feed, mixing_enabled, seed)`` returns a DALI pipeline over the
+            feed, mixing or not, its random operators seeded with ``seed``.
+        feed: the ``pipelines.sources.Feed`` of the split on this rank.
+        training: the train split (augmented, mixed, reshuffled) or an eval split.
+        mixes: the train pipeline mixes (mixup or CutMix), so that :attr:`mixup_enabled` can turn it off.
         channels_last: the pipeline's images are NHWC.
-        training: targets are soft labels (train) or class ids (val).
-        explain: ``explain(err)`` re-raises a pipeline error naming the files behind it.
+        seed: the augmentation's seed; each pipeline gets its own from it and ``rank``.
+        rank: this rank.
     """
 
-    def __init__(self, build, num_batches, num_classes, channels_last, training, explain):
-        self._build = build
-        self._generation = 0
-        self._pipeline, self._iterator = build(0)
-        self._in_epoch = False
-        self._num_batches = num_batches
-        self.num_classes = num_classes
-        self._channels_last = channels_last
-        self._training = training
-        self._explain = explain
+    def __init__(self, make_pipeline, feed, *, training, mixes, channels_last, seed, rank):
+        self._make_pipeline, self._feed = make_pipeline, feed
+        self._training, self._mixes, self._channels_last = training, mixes, channels_last
+        self._seed, self._rank = seed, rank
+        self._mixing_enabled, self._builds = mixes, 0
+        self._next_epoch, self._state, self._generation = 0, "fresh", 0
+        self._pipeline = self._iterator = None
+        self._build()
+        self.batch_sampler = None  # as a DataLoader's attribute, which timm's train.py reads
+
+    def _build(self):
+        """A new pipeline and iterator (the first, or after :attr:`mixup_enabled` changed)."""
+        self._pipeline = self._iterator = None  # the old pipeline's memory goes before the new one takes its own
+        # Each build seeds its random operators anew, so that a rebuilt pipeline does not replay the first's draws.
+        seed = int(np.random.SeedSequence([self._seed, self._rank, self._builds]).generate_state(1)[0] >> 1)
+        self._builds += 1
+        self._pipeline = self._make_pipeline(self._feed, self._mixing_enabled, seed)
+        self._iterator = DALIGenericIterator(
+            self._pipeline, ["images", "targets"], auto_reset=False,  # the next epoch starts at the next iter()
+            prepare_first_batch=False,  # nothing runs until iterated: errors reach this loader
+        )
+        self._state = "fresh"
 
     def __len__(self):
-        return self._num_batches
+        return len(self._feed.plan)
+
+    @property
+    def sampler(self):
+        """A ``DistributedSampler``'s face: ``set_epoch``, ``len()`` (this rank's samples an epoch) and ``iter()``."""
+        return _Sampler(self)  # made anew each time: a loader that held one would be a reference cycle
+
+    @property
+    def dataset(self):
+        """The split's source (``pipelines.sources``): ``len()`` is its samples, and ``classes``,
+        ``class_to_idx``, ``samples`` and ``targets`` are there where the format has them."""
+        return self._feed.source
+
+    @property
+    def num_classes(self):
+        return self._feed.source.num_classes
+
+    @property
+    def batch_size(self):
+        return self._feed.plan.batch_size
+
+    @property
+    def drop_last(self):
+        """True for train (each rank's last partial batch is dropped), False for val (every sample once)."""
+        return self._training
 
     @property
     def pipeline(self):
-        """The DALI pipeline behind the current epoch, e.g. for ``loader.pipeline.save_graph_to_dot_file(path)``."""
+        """The DALI pipeline, e.g. for ``loader.pipeline.save_graph_to_dot_file(path)``."""
         return self._pipeline
+
+    def set_epoch(self, epoch):
+        """Make the next ``iter()`` read ``epoch`` (as ``DistributedSampler.set_epoch``); then ``epoch + 1``, and so on."""
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        self._next_epoch = int(epoch)
+
+    @property
+    def mixup_enabled(self):
+        """Whether the train batches are mixed; set False to stop mixing from the next ``iter()`` on (timm's
+        ``--mixup-off-epoch``), the targets staying soft. The pipeline is built anew once for it."""
+        return self._mixing_enabled
+
+    @mixup_enabled.setter
+    def mixup_enabled(self, enabled):
+        if not isinstance(enabled, bool):
+            raise TypeError(f"mixup_enabled must be a bool, got {type(enabled).__name__} ({enabled!r})")
+        if enabled and not self._mixes:
+            raise ValueError("mixup_enabled=True: this loader was made without mixing (mixup_alpha=0 and no CutMix); "
+                             "make one with mixup_alpha or cutmix_alpha > 0")
+        if enabled != self._mixing_enabled:
+            self._mixing_enabled = enabled
+            self._state = "rebuild"
 
     def __iter__(self):
         return self._epoch()
 
+    def _begin(self):
+        """Get the pipeline ready for the next epoch: end a broken-off one, then feed the new one."""
+        if self._state == "rebuild":
+            self._build()
+        elif self._state == "reading":  # broken off: let DALI finish the batches it began, and drop them
+            self._feed.stop()
+            self._drain()
+        epoch = self._next_epoch
+        self._feed.start(epoch)
+        if self._state == "ended":
+            self._iterator.reset()  # DALI asks the feed for the new epoch's first batches here
+        self._state = "reading"
+        self._next_epoch = epoch + 1
+        return epoch
+
+    def _drain(self):
+        while True:
+            try:
+                next(self._iterator)
+            except StopIteration:
+                self._state = "ended"
+                return
+
     def _epoch(self):
         # A generator: this runs at the first next(), so an iter() that is never advanced costs nothing.
-        if self._in_epoch:
-            self._pipeline = self._iterator = None  # the old pipeline's memory is freed before the new one takes its own
-            self._generation += 1
-            self._pipeline, self._iterator = self._build(self._generation)
-        self._in_epoch = True
+        self._generation += 1
         generation = self._generation
+        self._begin()
         while True:
             if generation != self._generation:
                 raise RuntimeError("this iterator's epoch was broken off by a newer iter() of the loader; "
@@ -79,15 +167,33 @@ class DaliLoader:
             try:
                 batch = next(self._iterator)[0]
             except StopIteration:
-                self._in_epoch = False
+                self._state = "ended"
                 return
             except Exception as err:  # DALI raises plain errors; name the files behind them
-                self._explain(err)
+                self._feed.explain(err)
                 raise
             images, targets = batch["images"], batch["targets"]
             if self._channels_last:
                 images = images.permute(0, 3, 1, 2)  # a view: NCHW shape, NHWC memory
-            yield images, (targets if self._training else targets.view(-1).long())
+            yield images, (targets.view(-1).long() if targets.dtype == torch.int32 else targets)
+
+
+class _Sampler:
+    """``loader.sampler``: a ``DistributedSampler``'s face over the loader's epoch order."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def set_epoch(self, epoch):
+        self._loader.set_epoch(epoch)
+
+    def __len__(self):
+        """Samples this rank reads per epoch."""
+        return sum(self._loader._feed.plan.batch_sizes())
+
+    def __iter__(self):
+        """The sample indices the next ``iter(loader)`` reads on this rank, in order."""
+        return iter(self._loader._feed.plan.indices(self._loader._next_epoch).tolist())
 
 
 def _env_int(name, default):
@@ -117,14 +223,12 @@ def _source_class(dataset):
     return getattr(source, "func", source)  # (CIFAR's sources are partials of one class)
 
 
-def _check_options(dataset, split, device, root, file_list, augment, adjust_orientation):
+def _check_options(dataset, split, root, file_list, augment, adjust_orientation):
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     splits = _source_class(dataset).splits
     if split not in splits:
         raise ValueError(f"split must be one of {splits} for dataset={dataset!r}, got {split!r}")
-    if device not in ("gpu", "cpu"):
-        raise ValueError(f"device must be 'gpu' or 'cpu', got {device!r}")
     if augment is not None and augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS} (or None for the dataset's own), got {augment!r}")
     if not isinstance(root, (str, os.PathLike)):
@@ -168,8 +272,6 @@ def _check_audio_options(dataset, options):
 
 def _image_dtype(dtype, device):
     """The DALI type of the images for a torch ``dtype``: float32 (None) or, on the GPU, float16."""
-    import torch
-
     if dtype is None or dtype == torch.float32:
         return types.FLOAT
     if dtype == torch.float16:
@@ -179,25 +281,71 @@ def _image_dtype(dtype, device):
     raise ValueError(f"dtype must be torch.float32 or torch.float16, got {dtype!r}")
 
 
-def _check_distributed(rank, world_size, local_rank, device):
-    """The rank, world size and GPU from the arguments, else from torchrun's environment."""
-    rank = _env_int("RANK", 0) if rank is None else rank
-    world_size = _env_int("WORLD_SIZE", 1) if world_size is None else world_size
-    local_rank = _env_int("LOCAL_RANK", 0) if local_rank is None else local_rank
+def _device(device):
+    """``(kind, index)`` for ``device``: ``"gpu"``/``"cuda"``/``"cuda:N"``/a ``torch.device`` or ``"cpu"``."""
+    if isinstance(device, torch.device):
+        return ("cpu", None) if device.type == "cpu" else ("gpu", device.index) if device.type == "cuda" else (None, None)
+    if device in ("gpu", "cuda"):
+        return "gpu", None
+    if device == "cpu":
+        return "cpu", None
+    if isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit():
+        return "gpu", int(device[5:])
+    return None, None
+
+
+def _process_group():
+    """``(rank, world_size)`` of torch.distributed's default process group, or None when there is none."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return None
+
+
+def _check_distributed(rank, world_size, local_rank, device, device_index):
+    """The rank, world size and GPU: the arguments, else the process group's, else torchrun's environment.
+
+    Launchers differ: torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; PyTorch Lightning's
+    sets ``WORLD_SIZE`` and ``LOCAL_RANK`` but not ``RANK``, and initializes the process group before
+    it asks for a dataloader. A world of several ranks whose rank cannot be found is an error,
+    never rank 0 on every process.
+    """
+    group = _process_group()
+    if world_size is None:
+        world_size = group[1] if group else _env_int("WORLD_SIZE", 1)
+    if rank is None:
+        if group:
+            rank = group[0]
+        elif "RANK" in os.environ:
+            rank = _env_int("RANK", 0)
+        elif world_size == 1:
+            rank = 0
+        else:
+            raise ValueError(f"world_size is {world_size} (from WORLD_SIZE or the argument), but no rank was given: "
+                             "RANK is not set and no torch.distributed process group is initialized; pass rank=, "
+                             "set RANK (torchrun does), or call torch.distributed.init_process_group() first")
     _check_int("world_size", world_size, 1)
     _check_int("rank", rank, 0)
-    _check_int("local_rank", local_rank, 0)
     if rank >= world_size:
         raise ValueError(f"rank must be < world_size ({world_size}), got {rank}")
-    if device == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError("device='gpu' needs CUDA, which torch does not see; use device='cpu'")
+    if device_index is not None:
+        if local_rank is not None and local_rank != device_index:
+            raise ValueError(f"device names GPU {device_index} and local_rank {local_rank}: give one of them")
+        local_rank = device_index
+    if local_rank is None:
+        if "LOCAL_RANK" in os.environ or world_size == 1 or device != "gpu":
+            local_rank = _env_int("LOCAL_RANK", 0)
+        elif torch.cuda.is_available() and torch.cuda.is_initialized():
+            local_rank = torch.cuda.current_device()
+        else:
+            raise ValueError(f"device='gpu' with world_size={world_size}: which GPU is this rank's? LOCAL_RANK is not "
+                             "set; pass local_rank= or a device such as 'cuda:1', or set LOCAL_RANK")
+    _check_int("local_rank", local_rank, 0)
+    if device == "gpu" and not torch.cuda.is_available():
+        raise ValueError("device='gpu' needs CUDA, which torch does not see; use device='cpu'")
     return rank, world_size, local_rank
 
 
-def _image_pipeline(source, training, mixing, policies, *, crop_size, min_crop_area, hflip, augment,
+def _image_pipeline(source, training, policies, *, crop_size, min_crop_area, hflip, augment,
                     adjust_orientation, reprob, remode, crop_pct):
     """The train or val pipeline of ``pipelines.images`` for an image source, its crops and crop policies
     (``policies`` holds the automatic augmentation, if any; random erasing is added here)."""
@@ -216,15 +364,13 @@ def _image_pipeline(source, training, mixing, policies, *, crop_size, min_crop_a
     if reprob:
         policies.append(augment_lib.RandomErasing(reprob, remode, tuple(source.mean), tuple(source.std)))
     if training:
-        return functools.partial(image_pipelines.train_pipeline, source, augment, mixing, policies=tuple(policies))
-    return functools.partial(image_pipelines.val_pipeline, source, augment)
+        return functools.partial(image_pipelines.train_pipeline, augment=augment, policies=tuple(policies))
+    return functools.partial(image_pipelines.val_pipeline, augment=augment)
 
 
-def _speech_pipeline(source, training, mixing):
+def _speech_pipeline(training):
     """The train or eval pipeline of ``pipelines.speech`` for an audio source."""
-    if training:
-        return functools.partial(speech_pipelines.train_pipeline, source, mixing)
-    return functools.partial(speech_pipelines.val_pipeline, source)
+    return speech_pipelines.train_pipeline if training else speech_pipelines.val_pipeline
 
 
 def make_loader(
@@ -239,6 +385,7 @@ def make_loader(
     mixup_alpha=0.0,
     per_sample=False,
     label_smoothing=0.0,
+    soft_targets=False,
     crop_size=None,
     min_crop_area=0.08,
     hflip=0.5,
@@ -260,7 +407,7 @@ def make_loader(
     remode="const",
     crop_pct=0.875,
 ):
-    """Build the DALI pipeline for a dataset and wrap it as a torch iterable (:class:`DaliLoader`).
+    """Build the DALI pipeline for a dataset and wrap it as a ``DataLoader``-like iterable (:class:`DaliLoader`).
 
     Args:
         dataset: ``"imagefolder"`` (``root/class_x/**/*.JPEG``, classes, files and labels exactly
@@ -271,17 +418,21 @@ def make_loader(
             image options below do not apply and are refused).
         root: the ImageFolder, the folder the file list's paths are relative to, the folder of
             shards, the folder that holds the CIFAR batches folder, or the Speech Commands root.
-        split: ``"train"`` (augmentation, mixup, reshuffled every epoch) or ``"val"`` (the eval
+        split: ``"train"`` (augmentation, mixup, a new order every epoch) or ``"val"`` (the eval
             transform, every sample once across ranks); ``"test"`` too for Speech Commands
             (``validation_list.txt`` is val, ``testing_list.txt`` test, the rest train).
         batch_size: samples per batch on this rank.
-        device: ``"gpu"`` (decode and augment on the GPU ``local_rank``) or ``"cpu"``.
+        device: ``"gpu"`` or ``"cuda"`` (decode and augment on the GPU ``local_rank``),
+            ``"cuda:N"`` or a ``torch.device`` (on GPU N), or ``"cpu"``.
         file_list: for ``"filelist"``: a file with one ``relative/path label`` per line.
         num_classes: inferred as ``max(label) + 1`` for file lists and shards when None; must
             agree with the data otherwise.
-        mixup_alpha: Beta(α, α) for mixup on the train split; 0 is ERM (one-hot targets).
+        mixup_alpha: Beta(α, α) for mixup on the train split; 0 is ERM.
         per_sample: one λ per sample instead of one per batch.
         label_smoothing: smoothing of the one-hot targets, in ``[0, 1)``.
+        soft_targets: train targets as float32 rows ``[B, num_classes]`` even where nothing mixes
+            or smooths them (one-hot rows); by default such targets are int64 class ids ``[B]``,
+            as a ``DataLoader`` gives them. Mixed or smoothed targets are always soft.
         crop_size: side of the output images; None is 224, or 32 for CIFAR.
         min_crop_area: with ``augment="random_resized_crop"``, train crops cover a random
             fraction in ``[min_crop_area, 1]`` of the image (torchvision's and timm's ``scale``
@@ -296,13 +447,15 @@ def make_loader(
             would. False (the default) gives torchvision's pixels: PIL ignores the tag.
         channels_last: NHWC memory (the images still index as NCHW).
         dtype: the images' dtype, ``torch.float32`` (None, the default, as torchvision) or
-            ``torch.float16`` with ``device="gpu"``: half the bytes, for a model under autocast
+            ``torch.float16`` on the GPU: half the bytes, for a model under autocast
             (AMP), where the first layer casts its input anyway.
         num_threads: DALI CPU worker threads.
-        seed: the sample-order seed (the same on all ranks); augmentation uses ``seed + rank``.
-        rank: this process's rank; ``$RANK`` (torchrun) or 0 when None.
-        world_size: the number of ranks; ``$WORLD_SIZE`` or 1 when None.
-        local_rank: the GPU to use; ``$LOCAL_RANK`` or 0 when None.
+        seed: the seed of the sample order (``DistributedSampler``'s: epoch ``e`` is shuffled with
+            ``seed + e``, the same on every rank) and of the augmentation (drawn per rank from it).
+        rank: this process's rank; when None, the initialized torch.distributed process group's,
+            else ``$RANK`` (torchrun), else 0 in a world of one (an error in a larger one).
+        world_size: the number of ranks; when None, the process group's, else ``$WORLD_SIZE``, else 1.
+        local_rank: the GPU to use; ``$LOCAL_RANK`` when None (or the GPU of ``device="cuda:N"``).
         cutmix_alpha: CutMix's Beta(α, α) on the train split; 0 is no CutMix (see :func:`dali_mixup.mixup`).
         cutmix_minmax: None, or ``(lo, hi)``: CutMix box sides uniform in ``[lo, hi)`` of the image's.
         mix_prob: the probability of mixing a batch (a sample, with ``per_sample``) at all (timm's ``prob``).
@@ -319,12 +472,16 @@ def make_loader(
         A :class:`DaliLoader`.
 
     Raises:
-        ValueError, TypeError: for a bad option, naming it, and for a train split that gives
-            this rank no whole batch; FileNotFoundError for missing data; ValueError naming the
-            file and line for a label outside ``[0, num_classes)``.
+        ValueError, TypeError: for a bad option, naming it; for a train split that gives the ranks
+            no whole batch, or a val split that cannot give every rank the same number of
+            non-empty batches (``dali_mixup.epochs``); FileNotFoundError for missing data;
+            ValueError naming the file and line for a label outside ``[0, num_classes)``.
     """
-    _check_options(dataset, split, device, root, file_list, augment, adjust_orientation)
-    for name, value, minimum in (("batch_size", batch_size, 1), ("num_threads", num_threads, 1)):
+    _check_options(dataset, split, root, file_list, augment, adjust_orientation)
+    device_kind, device_index = _device(device)
+    if device_kind is None:
+        raise ValueError(f"device must be 'gpu', 'cuda', 'cuda:N', 'cpu' or a torch.device of those, got {device!r}")
+    for name, value, minimum in (("batch_size", batch_size, 1), ("num_threads", num_threads, 1), ("seed", seed, 0)):
         _check_int(name, value, minimum)
     for name, value in (("crop_size", crop_size), ("num_classes", num_classes)):
         if value is not None:
@@ -332,8 +489,10 @@ def make_loader(
     _check_fraction("min_crop_area", min_crop_area, 1e-6)
     _check_fraction("hflip", hflip, 0.0)
     _check_fraction("crop_pct", crop_pct, 1e-6)
-    rank, world_size, local_rank = _check_distributed(rank, world_size, local_rank, device)
-    image_dtype = _image_dtype(dtype, device)
+    if not isinstance(soft_targets, bool):
+        raise TypeError(f"soft_targets must be a bool, got {type(soft_targets).__name__} ({soft_targets!r})")
+    rank, world_size, local_rank = _check_distributed(rank, world_size, local_rank, device_kind, device_index)
+    image_dtype = _image_dtype(dtype, device_kind)
     training = split == "train"
     mixing, policies = _train_options(
         split, dict(alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, cutmix_minmax=cutmix_minmax, prob=mix_prob,
@@ -346,31 +505,24 @@ def make_loader(
         _check_audio_options(dataset, {**image_options, "channels_last": channels_last, "auto_augment": auto_augment})
 
     source = SOURCES[dataset](os.fspath(root), split=split, file_list=file_list, num_classes=num_classes)
-    num_batches = source.num_batches(batch_size, training=training, shard_id=rank, num_shards=world_size)
-    if training and num_batches == 0:
-        raise ValueError(
-            f"batch_size={batch_size} gives this rank no batch: its share of the {split} split is "
-            f"{len(source) // world_size} of {len(source)} samples over world_size={world_size}; "
-            "use a smaller batch_size or fewer ranks"
-        )
-    common = {"shard_id": rank, "num_shards": world_size, "device": device, "image_dtype": image_dtype,
-              "batch_size": batch_size, "num_threads": num_threads, "device_id": local_rank if device == "gpu" else None}
+    plan = EpochPlan(len(source), training=training, seed=seed, rank=rank, world_size=world_size,
+                     batch_size=batch_size)
+    common = {"device": device_kind, "image_dtype": image_dtype, "batch_size": batch_size, "num_threads": num_threads,
+              "device_id": local_rank if device_kind == "gpu" else None}
     if source.modality == "audio":
-        pipeline = _speech_pipeline(source, training, mixing)
+        pipeline = _speech_pipeline(training)
     else:
         common["channels_last"] = channels_last
-        pipeline = _image_pipeline(source, training, mixing, policies, **image_options)
+        pipeline = _image_pipeline(source, training, policies, **image_options)
+    # Mixed or smoothed targets are soft whatever is asked; the others only on request.
+    soft = soft_targets or mixing.mixes or mixing.label_smoothing > 0
 
-    def build(generation):
-        # Each rebuild (see DaliLoader) moves the sample order and the augmentation seeds on.
-        order = {"order_seed": [seed, generation]} if training else {}
-        pipe = pipeline(**order, **common, seed=seed + rank + generation * world_size)
-        # Train drops each rank's last partial batch, so every rank takes the same number of steps;
-        # val pads the shards (pad_last_batch) and the iterator drops the padding.
-        return pipe, DALIGenericIterator(
-            pipe, ["images", "targets"], last_batch_policy=LastBatchPolicy.DROP if training else LastBatchPolicy.PARTIAL,
-            auto_reset=True, prepare_first_batch=False,  # nothing runs until iterated: errors reach DaliLoader
-            **source.iterator_args(),
-        )
+    def make_pipeline(feed, mixing_enabled, pipeline_seed):
+        if not training:
+            return pipeline(feed, seed=pipeline_seed, **common)
+        unmixed = Mixing(label_smoothing=mixing.label_smoothing)
+        return pipeline(feed, mixing=mixing if mixing_enabled else unmixed, soft_targets=soft, seed=pipeline_seed,
+                        **common)
 
-    return DaliLoader(build, num_batches, source.num_classes, channels_last, training, source.explain)
+    return DaliLoader(make_pipeline, Feed(source, plan), training=training, mixes=mixing.mixes,
+                      channels_last=channels_last, seed=seed, rank=rank)

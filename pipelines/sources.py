@@ -1,34 +1,38 @@
 """Data sources: every dataset format behind one small face, so that a new format is one new class.
 
 A source scans its data when it is made (through ``dali_mixup.formats`` and ``dali_mixup.cifar``,
-which name every problem), and then knows its classes and its size, puts its reader into a DALI
-graph, and names the files behind a decoding error. ``make_loader`` picks one from ``SOURCES``;
-the pipelines in ``pipelines.images`` take any of them.
+which name every problem), and then knows its classes, its size and its labels, and reads any
+sample by its index. Which samples a rank reads, in which batches, is not the source's business:
+``dali_mixup.epochs.EpochPlan`` decides it once for every format, and a :class:`Feed` hands the
+plan's batches of the current epoch to the graph through one ``fn.external_source``. So every
+format is sharded exactly alike, an epoch can be chosen (``Feed.start``) and ended early
+(``Feed.stop``) without rebuilding the pipeline, and DALI's checkpoints restore the feed's place
+in the epoch.
 
 The face (:class:`Source`):
 
-- ``num_classes``, ``len(source)`` (samples), ``mean`` and ``std`` (the normalization);
+- ``num_classes``, ``len(source)`` (samples), ``labels`` (int32, one per sample), ``mean`` and
+  ``std`` (the normalization);
 - ``modality``: ``"image"`` (the pipelines of ``pipelines.images``) or ``"audio"`` (``pipelines.speech``);
 - ``splits``: the splits it has (``"train"``, ``"val"``, and ``"test"`` for Speech Commands);
-- ``encoded``: whether :meth:`Source.read` gives encoded images for the pipeline to decode
-  (files, shards) or decoded uint8 HWC images (CIFAR, held in memory);
-- ``read(...)``: the graph nodes ``(images, labels)`` of one rank's shard;
-- ``num_batches(...)``: batches per epoch on one rank;
-- ``iterator_args()``: how DALI's iterator finds the epoch's end (the reader's size, or the
-  source's end of epoch);
-- ``explain(err)``: re-raise a decoding error naming the files that look broken, or return.
+- ``encoded``: whether :meth:`Source.load` gives encoded bytes for the pipeline to decode (files,
+  shards) or decoded uint8 HWC images (CIFAR, held in memory);
+- ``load(indices)``: the samples' data; ``name(index)``: the file (or shard member) behind a sample;
+  ``sniff(index)``: what looks wrong with it, or None;
+- ``read(feed, device)``: the graph nodes ``(data, labels)`` of the feed's batches;
+- what a ``DataLoader``'s dataset shows: ``classes`` and ``class_to_idx`` where the format names
+  its classes, ``samples`` and ``targets`` where it has files, and ``root``.
 """
 
+import collections
 import functools
-import math
+import os
 
 import numpy as np
-from nvidia.dali import Pipeline, fn, types
+from nvidia.dali import fn, types
 
 from dali_mixup import cifar, formats
 
-# The reader's name, which DALI's iterator queries for the epoch size and the shard padding.
-READER = "reader"
 IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 IMAGENET_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
 CIFAR_MEAN = [0.4914 * 255, 0.4822 * 255, 0.4465 * 255]
@@ -51,71 +55,96 @@ class Source:
     image_size = None  # the side of every image when all are one square size (CIFAR), else None
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     num_classes: int
+    labels: np.ndarray
 
     def __len__(self):
+        return len(self.labels)
+
+    def load(self, indices):
+        """The data of the samples ``indices`` (an int array): a list of uint8 arrays, or one batch array."""
         raise NotImplementedError
 
-    def read(self, *, training, shard_id, num_shards, batch_size, device, order_seed):
-        """The graph nodes ``(images, labels)`` of this rank's shard, labels as int32 on the CPU.
+    def name(self, index):
+        """The file (or shard member) behind sample ``index``, for messages."""
+        return f"sample {index}"
 
-        Args:
-            training: reshuffle every epoch; otherwise read in order, every sample once across ranks.
-            shard_id: this rank.
-            num_shards: the world size.
-            batch_size: samples per batch on this rank.
-            device: ``"gpu"`` or ``"cpu"``: where decoded images are put (encoded ones stay on the CPU).
-            order_seed: seeds the sample order (the same on every rank): ints for ``numpy.random.default_rng``.
-        """
-        raise NotImplementedError
+    def sniff(self, index):
+        """What looks wrong with sample ``index`` without decoding it, or None."""
+        return None
 
-    def num_batches(self, batch_size, *, training, shard_id, num_shards):
-        """Batches per epoch on rank ``shard_id``, as DALI's reader and iterator make them.
+    def read(self, feed, *, device):
+        """The graph nodes ``(data, labels)`` of the feed's batches: data on the CPU, labels int32 on the CPU."""
+        return fn.external_source(source=feed.encoded_batch, num_outputs=2, batch_info=True,
+                                  dtype=[types.UINT8, types.INT32], ndim=[1, 0])
 
-        Train: each rank takes ``len // num_shards`` samples and drops its last partial batch.
-        Val: the reader pads every shard to the largest one, ``ceil(len / num_shards)`` samples,
-        and the iterator drops the padding from the batches.
-        """
-        if training:
-            return len(self) // num_shards // batch_size
-        return math.ceil(math.ceil(len(self) / num_shards) / batch_size)
-
-    def iterator_args(self):
-        """Keyword arguments for DALI's iterator that tell it where an epoch ends."""
-        return {"reader_name": READER}
-
-    def explain(self, err):
-        """Re-raise a pipeline error naming the files that look broken; return if none does."""
+    def __repr__(self):
+        return f"{type(self).__name__}({len(self)} samples, {self.num_classes} classes, root={getattr(self, 'root', None)!r})"
 
 
-def _bad_files_error(err, suspects):
-    """Re-raise a decoding error with the files that look broken, or do nothing if none does."""
-    bad = [f"{name}: {wrong}" for name, wrong in suspects if wrong]
-    if bad:
-        raise RuntimeError(
-            f"decoding failed; {len(bad)} file(s) look broken:\n  " + "\n  ".join(bad[:20])
-            + "\nRun `python -m dali_mixup.check_data` on the dataset for a full check."
-        ) from err
+def _read_file(path):
+    """A file's bytes as a uint8 array (one open, fstat and read: ~10 µs for a JPEG in the page cache)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size)
+        while len(data) < size:  # a read of a regular file returns all of it, but need not
+            more = os.read(fd, size - len(data))
+            if not more:
+                break
+            data += more
+    finally:
+        os.close(fd)
+    return np.frombuffer(data, dtype=np.uint8)
 
 
 class _Files(Source):
-    """Image files and their class ids, read with ``fn.readers.file``."""
+    """Image (or audio) files and their class ids, read by path."""
 
-    def __init__(self, files, labels, num_classes):
-        self.files, self.labels, self.num_classes = files, labels, num_classes
+    def __init__(self, root, files, labels, num_classes, classes=None):
+        self.root, self.files, self.labels, self.num_classes = root, files, labels, num_classes
+        if classes is not None:
+            self.classes = classes
+            self.class_to_idx = {name: k for k, name in enumerate(classes)}
+
+    def load(self, indices):
+        data = []
+        for index in indices:
+            try:
+                data.append(_read_file(self.files.path(index)))
+            except OSError as err:
+                raise OSError(err.errno, f"cannot read {self.name(index)}: {err.strerror}") from err
+        return data
+
+    def name(self, index):
+        return self.files[index]
+
+    def sniff(self, index):
+        return formats.sniff_image(self.files.path(index))
+
+    @property
+    def samples(self):
+        """``(path, class id)`` for every sample, as ``ImageFolder.samples`` (a view; no list is kept)."""
+        return _Samples(self.files, self.labels)
+
+    @property
+    def targets(self):
+        """The class ids, as ``ImageFolder.targets``."""
+        return self.labels.tolist()
+
+
+class _Samples(collections.abc.Sequence):
+    """``(path, label)`` pairs over a :class:`formats.FileTable` and its labels."""
+
+    def __init__(self, files, labels):
+        self._files, self._labels = files, labels
 
     def __len__(self):
-        return len(self.files)
+        return len(self._files)
 
-    def read(self, *, training, shard_id, num_shards, batch_size, device, order_seed):
-        files, labels = self.files, self.labels
-        if training:
-            # The reader reshuffles every epoch with its own fixed seed; this makes the order depend on ours.
-            order = np.random.default_rng(order_seed).permutation(len(files))
-            files, labels = [files[k] for k in order], [labels[k] for k in order]
-        return fn.readers.file(files=files, labels=labels, **_reader_args(training, shard_id, num_shards))
-
-    def explain(self, err):
-        _bad_files_error(err, ((file, formats.sniff_image(file)) for file in self.files))
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self)))]
+        return self._files[index], int(self._labels[index])
 
 
 class ImageFolder(_Files):
@@ -125,21 +154,15 @@ class ImageFolder(_Files):
         files, labels, classes = formats.image_folder(root)
         if num_classes is not None and num_classes != len(classes):
             raise ValueError(f"num_classes={num_classes}, but {root!r} holds {len(classes)} class folders")
-        super().__init__(files, labels, len(classes))
+        super().__init__(root, files, labels, len(classes), classes)
 
 
 class FileList(_Files):
     """A file with one ``relative/path label`` per line, the paths relative to ``root``."""
 
     def __init__(self, root, *, split, file_list, num_classes=None):
-        super().__init__(*formats.file_list(file_list, root, num_classes))
-
-
-def _reader_args(training, shard_id, num_shards):
-    # Train reshuffles every epoch; val reads in order and pads the last batch so that DALI's
-    # iterator can drop the padding and count every sample once.
-    return {"shard_id": shard_id, "num_shards": num_shards, "shuffle_after_epoch": training,
-            "pad_last_batch": not training, "name": READER}
+        super().__init__(root, *formats.file_list(file_list, root, num_classes))
+        self.file_list = file_list
 
 
 def parse_ascii_labels(cls):
@@ -159,51 +182,42 @@ def parse_ascii_labels(cls):
 
 
 class Shards(Source):
-    """Webdataset tar shards (an image and an ASCII ``.cls`` per sample) with their DALI index files."""
+    """Webdataset tar shards (an image and an ASCII ``.cls`` per sample) with their DALI index files.
+
+    The index files give every image's offset and size, so a sample is one read at its offset;
+    the labels come from the shards' label files (or their ``.cls`` members) at the scan.
+    """
 
     def __init__(self, root, *, split, file_list=None, num_classes=None):
-        self.paths, self.indexes = formats.shards(root)
-        self.samples, self.num_classes, problems = formats.scan_shards(self.paths, self.indexes, num_classes)
+        self.root = root
+        paths, indexes = formats.shards(root)
+        self.samples, self.num_classes, problems = formats.scan_shards(paths, indexes, num_classes)
         formats.raise_problems(root, problems)
+        self.labels = self.samples.labels
 
-    def __len__(self):
-        return len(self.samples)
+    def load(self, indices):
+        return [np.frombuffer(self.samples.read(index), dtype=np.uint8) for index in indices]
 
-    def read(self, *, training, shard_id, num_shards, batch_size, device, order_seed):
-        paths, indexes = self.paths, self.indexes
-        if training:
-            # The reader's own reshuffle has a fixed seed; the order of the shards makes it depend on ours.
-            order = np.random.default_rng(order_seed).permutation(len(paths))
-            paths, indexes = [paths[k] for k in order], [indexes[k] for k in order]
-        jpegs, cls = fn.readers.webdataset(
-            paths=paths,
-            index_paths=indexes,
-            ext=[";".join(formats.SHARD_IMAGE_EXTS), formats.SHARD_LABEL_EXT],
-            missing_component_behavior="error",
-            **_reader_args(training, shard_id, num_shards),
-        )
-        return jpegs, parse_ascii_labels(cls)
+    def name(self, index):
+        shard, name, *_ = self.samples[index]
+        return f"{shard}:{name}"
 
-    def explain(self, err):
-        _bad_files_error(err, _sniff_members(self.samples))
+    def sniff(self, index):
+        data = self.samples.read(index)
+        return formats.sniff_bytes(data[:16], data[-64:])
 
-
-def _sniff_members(samples):
-    for shard, name, offset, size, _ in samples:
-        with open(shard, "rb") as tar:
-            tar.seek(offset)
-            data = tar.read(size)
-        yield f"{shard}:{name}", formats.sniff_bytes(data[:16], data[-64:])
+    @property
+    def targets(self):
+        return self.labels.tolist()
 
 
 class Cifar(Source):
     """CIFAR-10 or CIFAR-100 in either official layout, held in memory (on the GPU with ``device="gpu"``).
 
-    An ``fn.external_source`` hands the graph one batch per iteration. Every rank draws the same
-    permutation for an epoch from ``(order_seed, epoch)`` and takes its own slice, so the shards
-    are disjoint and cover the set. Train takes ``N // num_shards`` samples per rank and drops
-    the last partial batch, so all ranks run the same number of steps. Val splits the samples in
-    order and its last batch is smaller: every sample is seen once.
+    Two external sources, because the images may live on the GPU while the labels stay on the
+    CPU; both read the feed's batch of the same iteration. With ``device="gpu"`` the set is
+    copied once to the pipeline's GPU (``device_id``, which is torchrun's local rank, not torch's
+    current device), and a batch is gathered there with no copy from the host.
     """
 
     encoded = False
@@ -214,7 +228,7 @@ class Cifar(Source):
         expected = cifar.NUM_CLASSES[name]
         if num_classes is not None and num_classes != expected:
             raise ValueError(f"num_classes={num_classes} does not match {name} ({expected})")
-        self.num_classes = expected
+        self.root, self.num_classes = root, expected
         images, labels = cifar.load_cifar(root, name, split)
         self.images, self.labels = np.ascontiguousarray(images), labels.astype(np.int32)
         self._gpu_copies = {}
@@ -227,80 +241,43 @@ class Cifar(Source):
             self._gpu_copies[device] = torch.from_numpy(self.images).to(device)
         return self._gpu_copies[device]
 
-    def __len__(self):
-        return len(self.labels)
+    def load(self, indices):
+        return self.images[indices]
 
-    def read(self, *, training, shard_id, num_shards, batch_size, device, order_seed):
-        batches = _CifarBatches(self, training, shard_id, num_shards, batch_size, order_seed, device)
-        # Two sources, because the images may live on the GPU while the labels stay on the CPU;
-        # both derive the same indices from the iteration and epoch.
-        images = fn.external_source(source=batches.images, batch_info=True, device=device, layout="HWC")
-        labels = fn.external_source(source=batches.labels, batch_info=True)
+    @property
+    def targets(self):
+        return self.labels.tolist()
+
+    def read(self, feed, *, device):
+        if device == "gpu":
+            images = _GpuGather(self, feed)
+        else:
+            def images(info):
+                return self.images[feed.indices(info)]
+
+        images = fn.external_source(source=images, batch_info=True, device=device, layout="HWC")
+        labels = fn.external_source(source=lambda info: self.labels[feed.indices(info)], batch_info=True)
         return images, labels
 
-    def num_batches(self, batch_size, *, training, shard_id, num_shards):
-        if training:
-            return len(self) // num_shards // batch_size
-        return math.ceil(len(_shard(len(self), False, shard_id, num_shards, order_seed=(), epoch=0)) / batch_size)
 
-    def iterator_args(self):
-        return {}  # the external sources end the epoch
+class _GpuGather:
+    """CIFAR batches gathered on the pipeline's GPU: the set and each epoch's order are copied there once."""
 
+    def __init__(self, source, feed):
+        import torch
+        from nvidia.dali import Pipeline
 
-def _shard(total, training, shard_id, num_shards, order_seed, epoch):
-    """This rank's sample indices for one epoch (see :class:`Cifar`): a slice of the epoch's
-    permutation for train, a contiguous range (as DALI's readers split a set) for val."""
-    if training:
-        per_rank = total // num_shards
-        order = np.random.default_rng([*order_seed, epoch]).permutation(total)
-        return order[shard_id * per_rank : (shard_id + 1) * per_rank]
-    return np.arange(total * shard_id // num_shards, total * (shard_id + 1) // num_shards)
+        self.feed, self.gpu = feed, torch.device("cuda", Pipeline.current().device_id)
+        self.images = source.on_gpu(self.gpu)
+        self._order = (None, None)
 
+    def __call__(self, info):
+        import torch
 
-class _CifarBatches:
-    """Batches of a :class:`Cifar` set for ``fn.external_source(batch_info=True)``.
-
-    With ``device="gpu"`` the set is copied once to the pipeline's GPU (``device_id``, which is
-    torchrun's local rank, not torch's current device), and so is each epoch's order: a batch is
-    then gathered on the GPU with no copy from the host.
-    """
-
-    def __init__(self, data, training, shard_id, num_shards, batch_size, order_seed, device):
-        self.labels_all = data.labels
-        self.training, self.shard_id, self.num_shards = training, shard_id, num_shards
-        self.batch_size, self.order_seed = batch_size, list(order_seed)
-        self.images_all, self.gpu = data.images, None
-        if device == "gpu":
-            import torch
-
-            self.gpu = torch.device("cuda", Pipeline.current().device_id)
-            self.images_all = data.on_gpu(self.gpu)
-        self._epoch, self._order, self._order_gpu = None, None, None
-
-    def _indices(self, info):
-        """``(begin, end)`` of the batch in this epoch's order."""
-        if info.epoch_idx != self._epoch:
-            self._epoch = info.epoch_idx
-            self._order = _shard(len(self.labels_all), self.training, self.shard_id, self.num_shards,
-                                 self.order_seed, self._epoch)
-            if self.gpu is not None:
-                import torch
-
-                self._order_gpu = torch.from_numpy(self._order).to(self.gpu)
-        begin = info.iteration * self.batch_size
-        end = begin + self.batch_size
-        if begin >= len(self._order) or (self.training and end > len(self._order)):
-            raise StopIteration  # train drops the last partial batch
-        return begin, end
-
-    def images(self, info):
-        begin, end = self._indices(info)
-        order = self._order if self.gpu is None else self._order_gpu
-        return self.images_all[order[begin:end]]
-
-    def labels(self, info):
-        begin, end = self._indices(info)
-        return self.labels_all[self._order[begin:end]]
+        begin, end = self.feed.span(info)
+        if self._order[0] is not self.feed.order:
+            self._order = (self.feed.order, torch.from_numpy(self.feed.order).to(self.gpu))
+        return self.images[self._order[1][begin:end]]
 
 
 class SpeechCommands(_Files):
@@ -318,10 +295,10 @@ class SpeechCommands(_Files):
         files, labels, classes = formats.speech_commands(root, split)
         if num_classes is not None and num_classes != len(classes):
             raise ValueError(f"num_classes={num_classes}, but {root!r} holds {len(classes)} word folders")
-        super().__init__(files, labels, len(classes))
+        super().__init__(root, files, labels, len(classes), classes)
 
-    def explain(self, err):
-        _bad_files_error(err, ((file, formats.sniff_audio(file)) for file in self.files))
+    def sniff(self, index):
+        return formats.sniff_audio(self.files.path(index))
 
 
 SOURCES = {
@@ -332,3 +309,63 @@ SOURCES = {
     "cifar100": functools.partial(Cifar, name="cifar100"),
     "speechcommands": SpeechCommands,
 }
+
+
+class Feed:
+    """The batches of a source's epochs for ``fn.external_source``: DALI's iteration k of an epoch is
+    batch k of the :class:`dali_mixup.epochs.EpochPlan` for the epoch given to :meth:`start`.
+
+    The last few batches handed to DALI are kept (``in_flight``): a decoding error is in one of
+    them, and :meth:`explain` names the files among them that look broken.
+
+    Args:
+        source: a :class:`Source`.
+        plan: a :class:`dali_mixup.epochs.EpochPlan` over the source's samples.
+    """
+
+    def __init__(self, source, plan):
+        self.source, self.plan = source, plan
+        self.epoch, self.order, self._ends, self._stopped = None, None, [], False
+        self.in_flight = collections.deque(maxlen=4)  # DALI runs at most prefetch_queue_depth (2) ahead
+        self._last = None
+
+    def start(self, epoch):
+        """Feed ``epoch``'s batches from the next iteration on (DALI's epoch begins after a reset)."""
+        self.epoch, self.order = epoch, self.plan.indices(epoch)
+        self._ends = np.cumsum(self.plan.batch_sizes())
+        self._stopped, self._last = False, None
+
+    def stop(self):
+        """End the epoch at the next iteration DALI asks for: the batches already asked for still come."""
+        self._stopped = True
+
+    def span(self, info):
+        """``(begin, end)`` of iteration ``info.iteration`` (a DALI ``BatchInfo``) in ``order``; StopIteration at the end."""
+        if self._stopped or info.iteration >= len(self._ends):
+            raise StopIteration
+        begin = self._ends[info.iteration - 1] if info.iteration else 0
+        end = self._ends[info.iteration]
+        if self._last != (self.epoch, info.iteration):  # the sources of one iteration share one batch
+            self._last = (self.epoch, info.iteration)
+            self.in_flight.append(self.order[begin:end])
+        return begin, end
+
+    def indices(self, info):
+        """The sample indices of the iteration's batch."""
+        begin, end = self.span(info)
+        return self.order[begin:end]
+
+    def encoded_batch(self, info):
+        """``(data, labels)`` of the iteration, for a two-output external source."""
+        indices = self.indices(info)
+        return self.source.load(indices), self.source.labels[indices]
+
+    def explain(self, err):
+        """Re-raise a pipeline error naming the samples of the batches in flight that look broken; return if none does."""
+        suspects = sorted({int(index) for batch in self.in_flight for index in batch})
+        bad = [f"{self.source.name(index)}: {why}" for index in suspects if (why := self.source.sniff(index))]
+        if bad:
+            raise RuntimeError(
+                f"decoding failed; {len(bad)} file(s) look broken:\n  " + "\n  ".join(bad[:20])
+                + "\nRun `python -m dali_mixup.check_data` on the dataset for a full check."
+            ) from err

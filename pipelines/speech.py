@@ -8,14 +8,14 @@ the time axis zero-padded or cut to 101 frames; each spectrogram standardized ov
 paper says 160 rows, the reference code (and n_fft / 2 + 1) gives 161.
 
 As in ``pipelines.images``, the processing is a plain function of DataNodes and thin
-``@pipeline_def`` wrappers add the reader and the sharding, for ``device="cpu"`` and ``"gpu"``.
+``@pipeline_def`` wrappers add the reader (a ``pipelines.sources.Feed``), for ``device="cpu"`` and ``"gpu"``.
 """
 
 import dataclasses
 
 import numpy as np
 import nvidia.dali.math as dmath
-from nvidia.dali import Pipeline, fn, pipeline_def, types
+from nvidia.dali import fn, pipeline_def, types
 
 from dali_mixup.mixup import mixup
 
@@ -57,35 +57,33 @@ def _as(features, dtype):
 
 
 @pipeline_def
-def train_pipeline(source, mixing, *, shard_id, num_shards, device, order_seed, image_dtype):
-    """Train batches: ``(spectrograms, targets)``, targets soft ``[B, num_classes]`` (one-hot without mixing).
+def train_pipeline(feed, mixing, *, device, image_dtype, soft_targets):
+    """Train batches: ``(spectrograms, targets)``, targets soft ``[B, num_classes]`` or, with ``soft_targets`` off, class ids.
 
     Args:
-        source: ``pipelines.sources.SpeechCommands``.
+        feed: a ``pipelines.sources.Feed`` over ``pipelines.sources.SpeechCommands``.
         mixing: :class:`dali_mixup.mixup.Mixing`: the spectrograms are mixed as they come, the
             paper's "mixup at the spectrogram level"; CutMix cuts a time-frequency box.
-        shard_id, num_shards: this rank and the world size.
         device: ``"gpu"`` or ``"cpu"``.
-        order_seed: the sample order's seed (see ``Source.read``).
         image_dtype: ``types.FLOAT``, or ``types.FLOAT16`` on the GPU.
+        soft_targets: see ``pipelines.images.train_pipeline``.
     """
-    batch_size = Pipeline.current().max_batch_size
-    encoded, labels = source.read(training=True, shard_id=shard_id, num_shards=num_shards, batch_size=batch_size,
-                                  device=device, order_seed=order_seed)
+    source = feed.source
+    encoded, labels = source.read(feed, device=device)
     spectrograms = log_spectrogram(encoded, device)
     cutmix = {"output_layout": "CHW"} if mixing.cutmix else {}
     spectrograms, targets = mixup(spectrograms, labels, num_classes=source.num_classes,
                                   **dataclasses.asdict(mixing), **cutmix)
-    return _as(spectrograms, image_dtype), targets
+    return _as(spectrograms, image_dtype), targets if soft_targets else _on(labels, device)
+
+
+def _on(labels, device):
+    # so that the iterator hands both outputs over on the same device
+    return labels.gpu() if device == "gpu" else labels
 
 
 @pipeline_def
-def val_pipeline(source, *, shard_id, num_shards, device, image_dtype):
+def val_pipeline(feed, *, device, image_dtype):
     """Eval batches: ``(spectrograms, labels)``, every clip once across ranks; arguments as :func:`train_pipeline`."""
-    batch_size = Pipeline.current().max_batch_size
-    encoded, labels = source.read(training=False, shard_id=shard_id, num_shards=num_shards, batch_size=batch_size,
-                                  device=device, order_seed=[0])
-    spectrograms = _as(log_spectrogram(encoded, device), image_dtype)
-    if device == "gpu":
-        labels = labels.gpu()  # so that the iterator hands both outputs over on the same device
-    return spectrograms, labels
+    encoded, labels = feed.source.read(feed, device=device)
+    return _as(log_spectrogram(encoded, device), image_dtype), _on(labels, device)

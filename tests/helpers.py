@@ -1,5 +1,7 @@
 """Small real-photo batches and pipeline runners shared by the tests."""
 
+import os
+import shutil
 import wave
 
 import numpy as np
@@ -126,3 +128,41 @@ def spectrograms(files, device):
     (out,) = p.run()
     out = out.as_cpu() if device == "gpu" else out
     return [np.array(out.at(k)) for k in range(len(files))]
+
+
+# The formats of write_id_sets, one per source.
+ID_SOURCES = ("imagefolder", "filelist", "webdataset", "cifar100", "speechcommands")
+
+
+def write_id_sets(root, n, imagenet_dir, spoken_root, split):
+    """``{dataset: make_loader kwargs}``: ``n`` samples labelled 0..n-1 in every format, as the ``split`` split."""
+    from dali_mixup import formats
+    from dali_mixup.cifar import write_cifar
+    from dali_mixup.datasets import cifar_like_arrays, pack_shards
+
+    jpegs = [*formats.image_folder(str(imagenet_dir / "train"))[0], *formats.image_folder(str(imagenet_dir / "val"))[0]]
+    clips = sorted(str(p) for p in spoken_root.glob("*/*.wav") if p.parent.name != "_background_noise_")
+    files = [jpegs[k % len(jpegs)] for k in range(n)]
+    for k, file in enumerate(files):  # ImageFolder: one class folder per sample
+        os.makedirs(root / "folder" / f"{k:04d}")
+        os.link(file, root / "folder" / f"{k:04d}" / "image.JPEG")
+    (root / "list.txt").write_text("".join(f"{file} {k}\n" for k, file in enumerate(files)))
+    pack_shards(files, list(range(n)), str(root / "shards"), per_shard=10)
+    images, _ = cifar_like_arrays(100, 1, seed=0)
+    write_cifar(str(root / "cifar"), "cifar100", (images[:n], np.arange(n)), (images[:n], np.arange(n)),
+                [str(k) for k in range(100)])
+    speech = root / "speech"
+    listed = []
+    for k in range(n):  # Speech Commands: one word folder per clip
+        os.makedirs(speech / f"w{k:04d}")
+        shutil.copy(clips[k % len(clips)], speech / f"w{k:04d}" / "0000abcd_nohash_0.wav")
+        listed.append(f"w{k:04d}/0000abcd_nohash_0.wav")
+    (speech / "validation_list.txt").write_text("".join(f"{clip}\n" for clip in listed) if split == "val" else "")
+    (speech / "testing_list.txt").write_text("")
+    return {
+        "imagefolder": {"root": root / "folder"},
+        "filelist": {"root": "/", "file_list": root / "list.txt"},
+        "webdataset": {"root": root / "shards"},
+        "cifar100": {"root": root / "cifar"},
+        "speechcommands": {"root": speech},
+    }

@@ -43,7 +43,7 @@ def test_imagenet_like_cli_writes_train_and_val(tmp_path):
         check=True,
     )
     files, labels, classes = formats.image_folder(str(tmp_path / "train"))
-    assert len(files) == 6 and labels == [0, 0, 1, 1, 2, 2] and len(classes) == 3
+    assert len(files) == 6 and labels.tolist() == [0, 0, 1, 1, 2, 2] and len(classes) == 3
     assert len(formats.image_folder(str(tmp_path / "val"))[0]) == 3
 
 
@@ -137,8 +137,9 @@ def test_file_list_errors_name_file_and_line(tmp_path, imagenet_dir):
     relative = [os.path.relpath(f, imagenet_dir) for f in files[:3]]
     good = tmp_path / "good.txt"
     good.write_text(f"{relative[0]} 0\n\n{relative[1]} 2\n")
-    assert formats.file_list(str(good), str(imagenet_dir)) == (
-        [str(imagenet_dir / relative[0]), str(imagenet_dir / relative[1])], [0, 2], 3)
+    files, labels, num_classes = formats.file_list(str(good), str(imagenet_dir))
+    assert list(files) == [str(imagenet_dir / relative[0]), str(imagenet_dir / relative[1])]
+    assert labels.tolist() == [0, 2] and num_classes == 3
     cases = {
         f"{relative[0]} 0\n{relative[1]} 5\n": r"bad.txt:2: label 5 is outside \[0, 4\)",
         f"{relative[0]} zero\n": r"bad.txt:1: expected 'relative/path label'",
@@ -198,6 +199,7 @@ def test_label_files_are_read_when_fresh_and_ignored_when_stale(tmp_path, imagen
 
 def test_index_shards_writes_no_label_file_for_a_shard_with_a_bad_label(tmp_path, imagenet_dir):
     files, labels, _ = formats.image_folder(str(imagenet_dir / "train"))
+    labels = labels.tolist()
     labels[5] = "x5"
     paths = pack_shards(files[:20], labels[:20], str(tmp_path), per_shard=10)
     bad = next(p for p in paths if not os.path.isfile(formats.labels_path(p)))

@@ -149,8 +149,8 @@ def test_train_split_applies_the_orientation_too(rotated_folder, augment):
         loader = make_loader(dataset="imagefolder", root=rotated_folder, batch_size=3, device="cpu", crop_size=size,
                              augment=augment, hflip=0.0, adjust_orientation=adjust, **area)
         images, targets = collect(loader)
-        for image, target in zip(_pixels(images), targets.argmax(1).tolist()):
-            opened = Image.open(files[labels.index(target)])
+        for image, target in zip(_pixels(images), targets.tolist()):  # class ids: nothing mixes
+            opened = Image.open(files[labels.tolist().index(target)])
             views = [np.asarray(view.convert("RGB").resize((size, size), Image.BILINEAR), np.float32)
                      for view in (opened, ImageOps.exif_transpose(opened))]
             if augment == "pad_crop":  # the image moved by up to 4 pixels
@@ -173,7 +173,7 @@ def test_pad_crop_shifts_each_image_by_at_most_4_pixels_with_zero_fill(digits_di
     for file, label in zip(files, labels):
         by_label.setdefault(label, []).append(np.asarray(Image.open(file).convert("RGB"), np.float32))
     shifts = set()
-    for image, label in zip(_pixels(images), targets.argmax(1).tolist()):
+    for image, label in zip(_pixels(images), targets.tolist()):
         # The JPEGs decode to the same bytes in DALI as in PIL (both libjpeg-turbo), so a match is exact.
         shift, error = min((_best_shift(image, reference) for reference in by_label[label]), key=lambda s: s[1])
         assert error < 1e-3, error
@@ -222,8 +222,8 @@ def test_an_epoch_after_a_break_is_fresh_and_covers_the_set(tmp_path, imagenet_d
     (tmp_path / "list.txt").write_text("".join(f"{f} {k}\n" for k, f in enumerate(files)))  # a label names a file
     loader = make_loader(dataset="filelist", root="/", file_list=tmp_path / "list.txt", batch_size=4, crop_size=32,
                          device="cpu")
-    first = next(iter(loader))[1].argmax(1).tolist()
-    epoch = torch.cat([targets.argmax(1) for _, targets in loader]).tolist()
+    first = next(iter(loader))[1].tolist()
+    epoch = torch.cat([targets for _, targets in loader]).tolist()
     assert sorted(epoch) == list(range(len(files)))
     assert epoch[:4] != first  # the new epoch has its own order
 
@@ -240,6 +240,6 @@ def test_a_stale_iterator_raises_instead_of_reading_the_new_epoch(imagenet_dir):
 @pytest.mark.parametrize("dataset, world_size, share, total", [("imagefolder", 4, 6, 24), ("cifar10", 8, 12, 100)])
 def test_a_train_split_smaller_than_a_batch_is_an_error(imagenet_dir, cifar_dir, dataset, world_size, share, total):
     root = imagenet_dir / "train" if dataset == "imagefolder" else cifar_dir
-    with pytest.raises(ValueError, match=rf"batch_size=16 gives this rank no batch: its share of the train split "
+    with pytest.raises(ValueError, match=rf"batch_size=16 gives the ranks no whole batch: each rank's share of the train split "
                                          rf"is {share} of {total} samples over world_size={world_size}"):
         make_loader(dataset=dataset, root=root, batch_size=16, device="cpu", world_size=world_size, rank=1)

@@ -15,7 +15,7 @@ HERE = os.path.dirname(__file__)
 
 
 def test_two_ranks_split_every_dataset_exactly(tmp_path, imagenet_dir):
-    files = formats.image_folder(str(imagenet_dir / "train"))[0] + formats.image_folder(str(imagenet_dir / "val"))[0]
+    files = [*formats.image_folder(str(imagenet_dir / "train"))[0], *formats.image_folder(str(imagenet_dir / "val"))[0]]
     # One label per file: 24 train files (3 batches of 4 per rank), 25 val files (uneven: 13 + 12).
     (tmp_path / "train.txt").write_text("".join(f"{f} {k}\n" for k, f in enumerate(files[:24])))
     (tmp_path / "val.txt").write_text("".join(f"{f} {k}\n" for k, f in enumerate(files[:25])))

@@ -97,7 +97,7 @@ def test_train_mixes_spectrograms_as_the_reference(spoken_dir, device, cutmix):
     """mixup (or CutMix, a time-frequency box) on the spectrograms in the graph, as mixup_reference, per sample."""
     root, splits = spoken_dir
     files, labels, _ = formats.speech_commands(str(root), "train")
-    files, labels = files[::10][:8], labels[::10][:8]
+    files, labels = files[::10][:8], labels[::10][:8].tolist()
 
     @pipeline_def(batch_size=8, num_threads=1, device_id=0 if device == "gpu" else None, seed=3)
     def pipe():

@@ -127,14 +127,22 @@ def mixing_at(epoch, config):
 
 
 def loss_function(config):
-    """The loss on the soft (mixed) targets, in float32 whatever the autocast dtype: cross-entropy, or with
-    ``--bce-loss`` binary cross-entropy per class, the targets thresholded first with
-    ``--bce-target-thresh`` (timm's ``BinaryCrossEntropy``)."""
+    """The loss on the targets, in float32 whatever the autocast dtype: cross-entropy, or with ``--bce-loss``
+    binary cross-entropy per class, the targets thresholded first with ``--bce-target-thresh`` (timm's
+    ``BinaryCrossEntropy``). The targets are soft rows ``[B, C]`` where the loader mixes or smooths, else
+    class ids ``[B]``."""
     if not config.bce_loss:
-        return lambda logits, targets: torch.sum(-targets * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+        def cross_entropy(logits, targets):
+            if targets.ndim == 1:
+                return F.cross_entropy(logits.float(), targets)
+            return torch.sum(-targets * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+
+        return cross_entropy
     threshold = config.bce_target_thresh
 
     def bce(logits, targets):
+        if targets.ndim == 1:
+            targets = F.one_hot(targets, logits.shape[1]).float()
         if threshold is not None:
             targets = (targets > threshold).to(targets.dtype)
         return F.binary_cross_entropy_with_logits(logits.float(), targets)
@@ -248,16 +256,22 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True
     else:
         device = torch.device("cpu")
+    master = rank == 0
     if world_size > 1:
         check_restarts_are_safe()
         dist.init_process_group("nccl" if config.device == "gpu" else "gloo")
-    master = rank == 0
     random.seed(config.seed + rank)
     torch.manual_seed(config.seed + rank)
     os.makedirs(config.out, exist_ok=True)
 
-    # ---- resume: from a file, or OUT/checkpoint.pt when it exists (torchrun --max-restarts) ----
+    # ---- resume: from a file, or OUT/checkpoint.pt when it exists; a group restarted by torchrun
+    # (--max-restarts) resumes from there whether or not --resume was given ----
     checkpoint_path = os.path.join(config.out, "checkpoint.pt")
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+    if restart and not config.resume:
+        config = dataclasses.replace(config, resume="auto")
+        if master and os.path.isfile(checkpoint_path):
+            log(f"restart {restart} of the group (torchrun --max-restarts): resuming from {checkpoint_path}")
     resume_from = checkpoint_path if config.resume == "auto" else config.resume
     state = None
     if resume_from and os.path.isfile(resume_from):
@@ -271,7 +285,7 @@ def main(argv=None):
         log(f"{'resuming at epoch ' + str(start_epoch) if state else 'starting'}: {config.model} on {config.dataset} "
             f"({config.data}), {world_size} rank(s) on {config.device}, batch {config.batch_size}/rank, lr {config.lr:g}")
 
-    # ---- data: DALI pipelines behind make_loader; the seed moves on at a resume so no epoch repeats ----
+    # ---- data: DALI pipelines behind make_loader; each epoch's order is a function of the seed and the epoch ----
     train_args, eval_args, train_eval_args = data_sources(config, rank)
     image_both, image_train, image_eval = image_options(config)
     common = {"device": config.device, "dtype": image_dtype(config.device, config.amp), "num_threads": config.threads,
@@ -281,8 +295,7 @@ def main(argv=None):
     def train_loader(mixing):
         # Mixing is built into the graph, so new mixing options are a new pipeline (at a warm-up's end).
         return make_loader(**train_args, **common, **mixing, **image_train, split="train",
-                           per_sample=config.per_sample, label_smoothing=config.label_smoothing,
-                           seed=config.seed + 1000 * start_epoch)
+                           per_sample=config.per_sample, label_smoothing=config.label_smoothing, seed=config.seed)
 
     eval_loaders = {split: make_loader(**{**evaluation, **args}) for split, args in eval_args.items()}
     train_eval_loader = make_loader(**train_eval_args, **evaluation) if train_eval_args else None
@@ -325,6 +338,7 @@ def main(argv=None):
         if mixing != loader_mixing:
             loader = None  # one train pipeline at a time: the old one's memory goes before the new one is built
             loader, loader_mixing = train_loader(mixing), mixing
+        loader.set_epoch(epoch)
         model.train()
         progress = Progress(master, len(loader), epoch)
         loss_sum = torch.zeros((), device=device)
