@@ -1,5 +1,8 @@
 """make_loader over every source: shapes, dtypes, layouts, ranges, seeds, and the val reference."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -230,3 +233,66 @@ def test_rank_and_world_size_come_from_torchrun_environment(imagenet_dir, monkey
     monkeypatch.setenv("WORLD_SIZE", "four")
     with pytest.raises(ValueError, match="WORLD_SIZE must be an int, got 'four'"):
         make_loader(dataset="imagefolder", root=imagenet_dir / "val", split="val", device="cpu")
+
+
+def test_a_world_of_several_ranks_without_a_rank_is_an_error(imagenet_dir, monkeypatch):
+    # PyTorch Lightning's launcher sets WORLD_SIZE and LOCAL_RANK but not RANK.
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="world_size is 2 .* no rank was given: RANK is not set and no "
+                                         "torch.distributed process group is initialized"):
+        make_loader(dataset="imagefolder", root=imagenet_dir / "val", split="val", device="cpu")
+    loader = make_loader(dataset="imagefolder", root=imagenet_dir / "val", split="val", device="cpu", rank=1,
+                         batch_size=2)
+    assert len(loader) == 2  # 8 samples over 2 ranks
+
+
+def test_the_rank_comes_from_the_process_group_first(imagenet_dir, monkeypatch, tmp_path):
+    import torch.distributed as dist
+
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        loader = make_loader(dataset="imagefolder", root=imagenet_dir / "val", split="val", device="cpu", batch_size=2)
+        assert len(loader) == 4 and len(list(loader.sampler)) == 8  # the group's world of one, not the environment's
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda", 0)])
+def test_torch_s_device_names_are_taken(imagenet_dir, device):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="device='gpu' needs CUDA"):
+        make_loader(dataset="imagefolder", root=imagenet_dir / "val", split="val", device=device)
+
+
+def test_a_cpu_torch_device_is_the_cpu(imagenet_dir):
+    loader = make_loader(dataset="imagefolder", root=imagenet_dir / "val", split="val", device=torch.device("cpu"),
+                         batch_size=4, crop_size=32)
+    images, labels = next(iter(loader))
+    assert images.device.type == "cpu" and labels.dtype == torch.int64
+
+
+def test_mixup_enabled_off_stops_the_mixing_and_on_needs_mixing(imagenet_dir):
+    kwargs = dict(dataset="imagefolder", root=imagenet_dir / "train", device="cpu", batch_size=4, crop_size=32)
+    loader = make_loader(**kwargs, mixup_alpha=1.0)
+    assert loader.mixup_enabled
+    assert (torch.cat([t for _, t in loader]).max(1).values < 0.999).any()
+    loader.mixup_enabled = False
+    targets = torch.cat([t for _, t in loader])
+    assert targets.shape == (24, 4) and torch.equal(targets.max(1).values, torch.ones(24))  # one-hot rows, soft
+    plain = make_loader(**kwargs)
+    plain.mixup_enabled = False  # nothing to stop
+    with pytest.raises(ValueError, match="mixup_enabled=True: this loader was made without mixing"):
+        plain.mixup_enabled = True
+
+
+def test_a_cpu_run_prints_no_cuda_warning(imagenet_dir):
+    assert "cpu" in build.fused_backends()  # built (the build itself may warn; the runs after it must not)
+    code = ("from dali_mixup import make_loader; loader = make_loader(dataset='imagefolder', root=%r, device='cpu', "
+            "batch_size=4, crop_size=32, mixup_alpha=0.2); next(iter(loader))" % str(imagenet_dir / "train"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "CUDA" not in result.stderr, result.stderr

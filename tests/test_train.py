@@ -499,8 +499,7 @@ def test_torchrun_restarts_a_killed_worker_from_the_last_checkpoint(digits_dir, 
     env = {**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}  # a fresh store per restart (see the README)
     launcher = subprocess.Popen(
         [*TORCHRUN, "--standalone", "--nproc_per_node=2", "--max-restarts=1", "-m", "train", "--recipe", "demo",
-         "--data", str(digits_dir), "--epochs", "4", "--batch-size", "32", "--threads", "1", "--out", str(out),
-         "--resume"],
+         "--data", str(digits_dir), "--epochs", "4", "--batch-size", "32", "--threads", "1", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     try:
@@ -515,7 +514,8 @@ def test_torchrun_restarts_a_killed_worker_from_the_last_checkpoint(digits_dir, 
     finally:
         _kill_group(launcher)
     assert launcher.returncode == 0, log[-3000:]
-    assert "resuming at epoch" in log
+    # No --resume: the restarted group resumes by itself, and says so.
+    assert "(torchrun --max-restarts): resuming from" in log and "resuming at epoch" in log
     assert [row["epoch"] for row in _metrics(out)] == [0, 1, 2, 3]
 
 
