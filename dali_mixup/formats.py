@@ -5,6 +5,7 @@ file or line at fault; ``check_data`` reports them all. The plain functions (``i
 ``file_list``, ``shards``) raise on the first scan with problems, so nothing is dropped silently.
 """
 
+import array
 import collections.abc
 import glob
 import os
@@ -27,8 +28,12 @@ _SIGNATURES = (
     (b"MM\x00*", "TIFF"),
     (b"P5", "PGM"),
     (b"P6", "PPM"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
 )
 _TAIL = 64
+# Leading bytes of image formats DALI's decoders do not read (seen with DALI 2.4's CPU decoder).
+_UNSUPPORTED = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"\x00\x00\x01\x00", "ICO"))
 
 
 def is_image_file(name):
@@ -134,16 +139,20 @@ def scan_image_folder(root):
     classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     if not classes:
         raise FileNotFoundError(f"no class folders in {root!r}; expected the layout root/class_x/image.JPEG")
-    groups, counts, problems = [], [], []
-    for name in classes:
-        found = _image_names(os.fsencode(os.path.join(root, name)))
-        counts.append(sum(len(names) for _, names in found))
-        if not counts[-1]:
-            problems.append(f"{os.path.join(root, name)}: empty class folder (no file with an extension in "
-                            f"{IMG_EXTENSIONS}, in it or in its sub-folders)")
-        groups += found
+    counts, problems = [], []
+
+    def groups():  # one class at a time, so that only one class's names are ever held as objects
+        for name in classes:
+            found = _image_names(os.fsencode(os.path.join(root, name)))
+            counts.append(sum(len(names) for _, names in found))
+            if not counts[-1]:
+                problems.append(f"{os.path.join(root, name)}: empty class folder (no file with an extension in "
+                                f"{IMG_EXTENSIONS}, in it or in its sub-folders)")
+            yield from found
+
+    files = FileTable(groups())
     labels = np.repeat(np.arange(len(classes), dtype=np.int32), counts)
-    return FileTable(groups), labels, classes, problems
+    return files, labels, classes, problems
 
 
 def image_folder(root):
@@ -166,9 +175,9 @@ def _listing(folder, cache):
 def scan_file_list(path, root, num_classes=None):
     """Read a file list: one ``relative/path label`` per line, the path relative to ``root``.
 
-    Each folder the list names is listed once to check that its files exist (a stat per file
-    would cost seconds at ImageNet's 1.28M); a path that names a folder passes here and fails,
-    naming itself, when it is read.
+    The list is read line by line into compact arrays, and each folder it names is listed once to
+    check that its files exist (a stat per file would cost seconds at ImageNet's 1.28M); a path
+    that names a folder passes here and fails, naming itself, when it is read.
 
     Args:
         path: the list file.
@@ -180,39 +189,44 @@ def scan_file_list(path, root, num_classes=None):
         ids (int32), and one problem per bad line, ``path:line: what``, for a malformed line, a
         label outside ``[0, num_classes)`` or a missing image. Lines with problems are left out.
     """
-    with open(path, "rb") as f:
-        lines = f.read().splitlines()
-    paths, numbers, labels, problems = [], [], [], []
-    for number, line in enumerate(lines, 1):
-        parts = line.rsplit(None, 1)
-        if not parts:
-            continue
-        if len(parts) != 2 or not parts[1].lstrip(b"-").isdigit():
-            problems.append(f"{path}:{number}: expected 'relative/path label', got {line.strip().decode(errors='replace')!r}")
-            continue
-        paths.append(parts[0].strip())
-        numbers.append(number)
-        labels.append(int(parts[1]))
-    if not paths and not problems:
-        problems.append(f"{path}: the file list is empty")
-    if num_classes is None:
-        num_classes = max(labels, default=-1) + 1
     folder = os.path.join(os.fsencode(root), b"")
-    listings, kept = {}, []
-    for k, (relative, number, label) in enumerate(zip(paths, numbers, labels)):
-        full = os.path.join(folder, relative)
-        parent, _, name = full.rpartition(b"/")
-        if not 0 <= label < num_classes:
-            problems.append(f"{path}:{number}: label {label} is outside [0, {num_classes}) for {os.fsdecode(full)}")
-        elif name not in _listing(parent, listings):
-            problems.append(f"{path}:{number}: {os.fsdecode(full)} does not exist")
-        else:
-            kept.append(k)
-    if any(os.path.isabs(paths[k]) for k in kept):  # os.path.join's rule: an absolute path ignores the root
-        files = FileTable([(b"", [os.path.join(folder, paths[k]) for k in kept])])
-    else:
-        files = FileTable([(folder, [paths[k] for k in kept])])
-    return files, np.array([labels[k] for k in kept], dtype=np.int32), num_classes, problems
+    labels, problems, listings = array.array("q"), [], {}
+
+    def groups(f):  # runs of at most 65,536 paths under one folder (the root, or none for absolute paths)
+        run, run_folder = [], folder
+        for number, line in enumerate(f, 1):
+            parts = line.rsplit(None, 1)
+            if not parts:
+                continue
+            if len(parts) != 2 or not parts[1].lstrip(b"-").isdigit():
+                problems.append(f"{path}:{number}: expected 'relative/path label', "
+                                f"got {line.strip().decode(errors='replace')!r}")
+                continue
+            relative, label = parts[0].strip(), int(parts[1])
+            full = os.path.join(folder, relative)  # os.path.join's rule: an absolute path ignores the root
+            parent, _, name = full.rpartition(b"/")
+            if not 0 <= label < (num_classes or label + 1):
+                bounds = f"outside [0, {num_classes})" if num_classes else "negative"
+                problems.append(f"{path}:{number}: label {label} is {bounds} for {os.fsdecode(full)}")
+            elif name not in _listing(parent, listings):
+                problems.append(f"{path}:{number}: {os.fsdecode(full)} does not exist")
+            else:
+                entry_folder = b"" if os.path.isabs(relative) else folder
+                if entry_folder != run_folder or len(run) == 65536:
+                    yield run_folder, run
+                    run, run_folder = [], entry_folder
+                run.append(full if entry_folder == b"" else relative)
+                labels.append(label)
+        yield run_folder, run
+
+    with open(path, "rb") as f:
+        files = FileTable(groups(f))
+    if not len(files) and not problems:
+        problems.append(f"{path}: the file list is empty")
+    labels = np.frombuffer(labels, np.int64).astype(np.int32)
+    if num_classes is None:
+        num_classes = int(labels.max(initial=-1)) + 1
+    return files, labels, num_classes, problems
 
 
 def file_list(path, root, num_classes=None):
@@ -377,42 +391,47 @@ def scan_shards(paths, indexes, num_classes=None, use_label_files=True):
         reading order, ``(shard, image_name, image_offset, image_size, label)``; each problem
         names ``shard:member``.
     """
-    shard_of, offsets, sizes, labels, names, problems = [], [], [], [], [], []
-    for shard, (path, index) in enumerate(zip(paths, indexes)):
-        lines = _index_lines(index)
-        from_file = _label_file(path, index, len(lines)) if use_label_files else None
-        shard_names = []
-        with open(path, "rb") as tar:
-            for k, fields in enumerate(lines):
-                image, cls = _components(fields)
-                if image is None or cls is None:
-                    found = ", ".join(fields[j + 3].decode(errors="replace") for j in range(0, len(fields) - 3, 4))
-                    problems.append(f"{path}:{found}: a sample needs one of {SHARD_IMAGE_EXTS} and a .cls")
-                    continue
-                if from_file is None:
-                    tar.seek(int(cls[0]))
-                    data = tar.read(int(cls[1]))
-                    label = parse_label(data)
-                    if label is None:
-                        problems.append(f"{path}:{cls[2].decode(errors='replace')}: label must be ASCII digits, "
-                                        f"got {data[:16]!r}")
+    shard_of, offsets, sizes, labels = array.array("i"), array.array("q"), array.array("q"), array.array("i")
+    problems = []
+
+    def names():  # one shard's member names at a time, for the FileTable
+        for shard, (path, index) in enumerate(zip(paths, indexes)):
+            lines = _index_lines(index)
+            from_file = _label_file(path, index, len(lines)) if use_label_files else None
+            shard_names = []
+            with open(path, "rb") as tar:
+                for k, fields in enumerate(lines):
+                    image, cls = _components(fields)
+                    if image is None or cls is None:
+                        found = ", ".join(fields[j + 3].decode(errors="replace") for j in range(0, len(fields) - 3, 4))
+                        problems.append(f"{path}:{found}: a sample needs one of {SHARD_IMAGE_EXTS} and a .cls")
                         continue
-                else:
-                    label = from_file[k]
-                if num_classes is not None and label >= num_classes:
-                    source = "" if from_file is None else f" (read from {labels_path(path)})"
-                    problems.append(f"{path}:{cls[2].decode(errors='replace')}: label {label} is outside "
-                                    f"[0, {num_classes}){source}")
-                    continue
-                shard_of.append(shard)
-                offsets.append(int(image[0]))
-                sizes.append(int(image[1]))
-                labels.append(label)
-                shard_names.append(image[2])
-        names.append((b"", shard_names))
+                    if from_file is None:
+                        tar.seek(int(cls[0]))
+                        data = tar.read(int(cls[1]))
+                        label = parse_label(data)
+                        if label is None:
+                            problems.append(f"{path}:{cls[2].decode(errors='replace')}: label must be ASCII digits, "
+                                            f"got {data[:16]!r}")
+                            continue
+                    else:
+                        label = from_file[k]
+                    if num_classes is not None and label >= num_classes:
+                        source = "" if from_file is None else f" (read from {labels_path(path)})"
+                        problems.append(f"{path}:{cls[2].decode(errors='replace')}: label {label} is outside "
+                                        f"[0, {num_classes}){source}")
+                        continue
+                    shard_of.append(shard)
+                    offsets.append(int(image[0]))
+                    sizes.append(int(image[1]))
+                    labels.append(label)
+                    shard_names.append(image[2])
+            yield b"", shard_names
+
+    table = FileTable(names())
     if num_classes is None:
         num_classes = max(labels, default=-1) + 1
-    return ShardTable(paths, shard_of, offsets, sizes, labels, FileTable(names)), num_classes, problems
+    return ShardTable(paths, shard_of, offsets, sizes, labels, table), num_classes, problems
 
 
 def label_file_problems(paths, indexes, samples):
@@ -470,6 +489,9 @@ def sniff_bytes(head, tail):
             if kind == "JPEG" and b"\xff\xd9" not in tail:
                 return "is a truncated JPEG (no end-of-image marker)"
             return None
+    for signature, kind in _UNSUPPORTED:
+        if head.startswith(signature):
+            return f"is a {kind} image, a format DALI's decoders do not read (unsupported)"
     return "is not an image (unknown signature)"
 
 

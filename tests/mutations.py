@@ -153,6 +153,12 @@ MUTATIONS = [
      "            rank = _env_int(\"RANK\", 0)\n", ["tests/test_loader.py", "-k", "process_group_first"]),
     ("mixup_enabled = False stops the mixing", "dali_mixup/loader.py", "            self._state = \"rebuild\"",
      "            pass", ["tests/test_loader.py", "-k", "mixup_enabled"]),
+    ("check_data survives a decoder that dies, names the file and goes on", "dali_mixup/check_data.py",
+     "                bad += self._file_by_file(crashed)\n", "                raise RuntimeError('the decoder died')\n",
+     ["tests/test_bad_input.py", "-k", "kills_the_decoder"]),
+    ("check_data sniffs before it decodes", "dali_mixup/check_data.py",
+     "        why = None if audio else formats.sniff_bytes(blob[:16], blob[-64:])", "        why = None",
+     ["tests/test_bad_input.py", "-k", "every_kind_of_broken"]),
     # ---- the epoch order: exact shards in every epoch, val exact with no empty batch ----
     ("train shards are disjoint in every epoch", "dali_mixup/epochs.py",
      "[rank : per_rank * world_size : world_size]", "[rank : per_rank * world_size : 1]",

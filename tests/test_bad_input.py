@@ -155,6 +155,50 @@ def test_check_data_lists_bad_labels_and_bad_shard_members(tmp_path, imagenet_di
     assert out[0].startswith(f"{label_file}: disagrees with the .cls members") and "is not an image" in out[1]
 
 
+def test_check_data_names_every_kind_of_broken_file_and_never_dies_by_a_signal(tmp_path, imagenet_dir):
+    # Before it decoded in a child process, check_data died by SIGSEGV on such a folder in 6-8 runs of 10.
+    root = tmp_path / "bad"
+    shutil.copytree(imagenet_dir / "val", root)
+    files = formats.image_folder(str(root))[0]
+    data = open(files[0], "rb").read()
+    broken = {files[1]: data[: len(data) // 2], files[2]: b"", files[3]: b"just some text\n",
+              files[4]: _jpeg(np.asarray(photo("coffee")), "RGB", format="GIF")}
+    for path, content in broken.items():
+        open(path, "wb").write(content)
+    kinds = {files[1]: "is a truncated JPEG", files[2]: "is empty", files[3]: "is not an image",
+             files[4]: "is a GIF image, a format DALI's decoders do not read (unsupported)"}
+    for _ in range(20):
+        status, lines = _check_data(root)
+        assert status == 1, f"exit status {status}: " + "; ".join(lines)
+        assert len(lines) == 4 and all(any(line.startswith(f"{path}: {kind}") for line in lines)
+                                       for path, kind in kinds.items()), lines
+
+
+def test_a_file_that_kills_the_decoder_is_named_and_the_check_goes_on(imagenet_dir, tmp_path):
+    from crashing_decoder import main as crashing
+    from dali_mixup import check_data
+
+    files = [*formats.image_folder(str(imagenet_dir / "train"))[0]] * 3  # 72 files, batches of 16
+    (tmp_path / "crash").mkdir()
+    for k in (5, 40, 41):  # two crashes in one batch, one in another
+        files[k] = str(shutil.copy(files[k], tmp_path / "crash" / f"{k}.JPEG"))
+    files[60] = str(tmp_path / "text.JPEG")  # and a plain bad file after them
+    open(files[60], "w").write("text")
+    checker = check_data._Checker(files, files, threads=1, batch_size=16, audio=False, target=crashing)
+
+    class Progress:
+        done = 0
+
+        def update(self, n):
+            self.done += n
+
+    progress = Progress()
+    bad = checker.run(progress)
+    assert sorted(bad) == sorted([(files[k], "crashes the decoder (signal SIGSEGV)") for k in (5, 40, 41)]
+                                 + [(files[60], "is not an image (unknown signature)")])
+    assert progress.done == len(files)
+
+
 @pytest.mark.parametrize("folder", ["cifar-10-batches-bin", "cifar-10-batches-py"])
 def test_check_data_checks_cifar_in_either_format(tmp_path, cifar_dir, folder):
     root = tmp_path / "root"
