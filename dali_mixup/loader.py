@@ -449,7 +449,8 @@ def make_loader(
         dtype: the images' dtype, ``torch.float32`` (None, the default, as torchvision) or
             ``torch.float16`` on the GPU: half the bytes, for a model under autocast
             (AMP), where the first layer casts its input anyway.
-        num_threads: DALI CPU worker threads.
+        num_threads: DALI CPU worker threads; 0 is taken as 1, so that a script's ``--workers 0``
+            (a DataLoader loading in the main process) can be passed as it is.
         seed: the seed of the sample order (``DistributedSampler``'s: epoch ``e`` is shuffled with
             ``seed + e``, the same on every rank) and of the augmentation (drawn per rank from it).
         rank: this process's rank; when None, the initialized torch.distributed process group's,
@@ -481,8 +482,9 @@ def make_loader(
     device_kind, device_index = _device(device)
     if device_kind is None:
         raise ValueError(f"device must be 'gpu', 'cuda', 'cuda:N', 'cpu' or a torch.device of those, got {device!r}")
-    for name, value, minimum in (("batch_size", batch_size, 1), ("num_threads", num_threads, 1), ("seed", seed, 0)):
+    for name, value, minimum in (("batch_size", batch_size, 1), ("num_threads", num_threads, 0), ("seed", seed, 0)):
         _check_int(name, value, minimum)
+    num_threads = max(1, num_threads)  # a DataLoader's num_workers=0 (load in this process): one DALI thread
     for name, value in (("crop_size", crop_size), ("num_classes", num_classes)):
         if value is not None:
             _check_int(name, value, 1)

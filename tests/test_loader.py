@@ -296,3 +296,9 @@ def test_a_cpu_run_prints_no_cuda_warning(imagenet_dir):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "CUDA" not in result.stderr, result.stderr
+
+
+def test_zero_threads_is_one_as_a_dataloader_s_zero_workers(imagenet_dir):
+    loader = make_loader(dataset="imagefolder", root=imagenet_dir / "val", split="val", device="cpu", batch_size=4,
+                         crop_size=32, num_threads=0)
+    assert loader.pipeline.num_threads == 1 and len(next(iter(loader))[0]) == 4
