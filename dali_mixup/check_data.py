@@ -19,6 +19,7 @@ import concurrent.futures
 import glob
 import multiprocessing
 import os
+import re
 import signal
 import sys
 
@@ -76,12 +77,13 @@ class _Decoder:
 
 
 def _dali_reason(err):
-    """The line of a DALI pipeline error that says what went wrong (the one after "encountered:")."""
+    """The line of a DALI pipeline error that says what went wrong (the one after "encountered:"), as a reason."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for before, line in zip(lines, lines[1:]):
-        if before == "encountered:":
-            return line
-    return lines[-1] if lines else repr(err)
+    reason = next((line for before, line in zip(lines, lines[1:]) if before == "encountered:"),
+                  lines[-1] if lines else repr(err))
+    if re.fullmatch(r"Failed to decode sample #\d+ ?:?", reason):  # the codec said why on stderr only
+        return "does not decode (DALI's decoder fails on it: a corrupt image?)"
+    return f"does not decode ({reason})"
 
 
 def _read(spec):
@@ -274,6 +276,16 @@ def undecodable(items, threads=None, batch_size=256, audio=False):
     names, specs = [name for name, _ in items], [spec for _, spec in items]
     with tqdm(total=len(items), unit="file", desc="checked", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
         return _Checker(names, specs, threads or os.cpu_count(), batch_size, audio).run(bar)
+
+
+def decoding_errors(named_blobs, audio=False, threads=2):
+    """``[(name, DALI's reason)]`` for the blobs DALI cannot decode, decoded in this process, batch by batch.
+
+    For a handful of files already in memory (the loader's batches in flight at an error); a
+    whole dataset goes through :func:`undecodable`, whose decoding survives a crash.
+    """
+    decoder = _Decoder(len(named_blobs) or 1, threads, audio)
+    return decoder.bad(named_blobs)
 
 
 def _file_items(files):

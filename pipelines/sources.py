@@ -361,11 +361,24 @@ class Feed:
         return self.source.load(indices), self.source.labels[indices]
 
     def explain(self, err):
-        """Re-raise a pipeline error naming the samples of the batches in flight that look broken; return if none does."""
+        """Re-raise a pipeline error naming the samples behind it, or return if none can be found.
+
+        Only the batches in flight are looked at (at most ``in_flight``'s 4 batches, whatever the
+        dataset's size): each sample is sniffed (``Source.sniff``), and where none looks broken
+        the encoded ones are decoded here, one batch at a time, to find those DALI cannot decode.
+        """
         suspects = sorted({int(index) for batch in self.in_flight for index in batch})
         bad = [f"{self.source.name(index)}: {why}" for index in suspects if (why := self.source.sniff(index))]
+        if not bad and self.source.encoded:
+            from dali_mixup.check_data import decoding_errors
+
+            audio = self.source.modality == "audio"
+            for batch in self.in_flight:
+                blobs = [(self.source.name(index), data) for index, data in zip(batch, self.source.load(batch))]
+                bad += [f"{name}: {why}" for name, why in decoding_errors(blobs, audio=audio)]
+        bad = list(dict.fromkeys(bad))  # a sample in two batches in flight (two epochs) is named once
         if bad:
             raise RuntimeError(
-                f"decoding failed; {len(bad)} file(s) look broken:\n  " + "\n  ".join(bad[:20])
+                f"decoding failed; {len(bad)} file(s) are broken:\n  " + "\n  ".join(bad[:20])
                 + "\nRun `python -m dali_mixup.check_data` on the dataset for a full check."
             ) from err

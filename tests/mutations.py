@@ -159,6 +159,9 @@ MUTATIONS = [
     ("check_data sniffs before it decodes", "dali_mixup/check_data.py",
      "        why = None if audio else formats.sniff_bytes(blob[:16], blob[-64:])", "        why = None",
      ["tests/test_bad_input.py", "-k", "every_kind_of_broken"]),
+    ("a file that sniffs clean but does not decode is named by the loader", "pipelines/sources.py",
+     "        if not bad and self.source.encoded:", "        if False:",
+     ["tests/test_bad_input.py", "-k", "sniffs_clean"]),
     # ---- the epoch order: exact shards in every epoch, val exact with no empty batch ----
     ("train shards are disjoint in every epoch", "dali_mixup/epochs.py",
      "[rank : per_rank * world_size : world_size]", "[rank : per_rank * world_size : 1]",

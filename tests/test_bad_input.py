@@ -86,6 +86,19 @@ def test_text_file_named_jpeg_error_names_the_file(broken_dir):
         collect(loader)
 
 
+def test_an_image_that_sniffs_clean_but_does_not_decode_is_named(tmp_path, imagenet_dir):
+    root = tmp_path / "train"
+    shutil.copytree(imagenet_dir / "train", root)
+    files, _, _ = formats.image_folder(str(root))
+    png = bytearray(_jpeg(np.asarray(photo("coffee")), "RGB", format="PNG"))
+    png[len(png) // 2 : len(png) // 2 + 2000] = bytes(2000)  # a PNG's signature and a broken body
+    open(files[7], "wb").write(png)
+    assert formats.sniff_image(files[7]) is None
+    loader = make_loader(dataset="imagefolder", root=root, batch_size=4, device="cpu", crop_size=32)
+    with pytest.raises(RuntimeError, match=rf"1 file\(s\) are broken:\n  {files[7]}: does not decode"):
+        collect(loader)
+
+
 def test_text_file_in_a_shard_error_names_the_member(tmp_path, imagenet_dir):
     root = tmp_path / "train"
     shutil.copytree(imagenet_dir / "train", root)

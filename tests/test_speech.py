@@ -156,7 +156,7 @@ def test_broken_clips_are_named(tmp_path, spoken_dir):
     with pytest.raises(RuntimeError) as caught:
         next(iter(loader))
     message = str(caught.value)
-    assert "2 file(s) look broken" in message
+    assert "2 file(s) are broken" in message
     assert "00000001_nohash_0.wav: is not audio" in message
     assert "00000004_nohash_0.wav: is a WAV with no samples" in message
 
@@ -246,5 +246,5 @@ def test_check_data_lists_exactly_the_bad_clips(tmp_path, spoken_dir):
         f"{clip}: is a truncated WAV (its header promises 32000 bytes of samples, the file holds {len(data) // 3 - 44})",
         f"{bad / splits['training'][1]}: is not audio (not a WAV, FLAC or Ogg signature)",
         f"{bad / splits['testing'][0]}: is a WAV with no samples",
-        f"{no_format}: Failed to open encoded data: Error in WAV file. No 'data' chunk marker.",
+        f"{no_format}: does not decode (Failed to open encoded data: Error in WAV file. No 'data' chunk marker.)",
     ])
