@@ -8,6 +8,7 @@ file or line at fault; ``check_data`` reports them all. The plain functions (``i
 import array
 import collections.abc
 import glob
+import io
 import os
 
 import numpy as np
@@ -608,19 +609,28 @@ def _wav_data_chunk(f, size):
 
 
 def sniff_audio(path):
-    """What is wrong with an audio file, judged by its header; None if nothing.
+    """:func:`sniff_audio_bytes` for a file on disk (only its header is read)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            return _sniff_audio(f, size)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+
+
+def sniff_audio_bytes(data):
+    """What is wrong with an audio clip, judged by its header; None if nothing.
 
     For a WAV, the ``data`` chunk is found: no samples, or fewer bytes than the header promises
     (a truncated file, which decoders read as a shorter clip), is reported. FLAC and Ogg are
     judged by their signature only. This does not decode: ``check_data`` does that.
     """
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            head = f.read(12)
-            chunk = _wav_data_chunk(f, size) if head.startswith(b"RIFF") and head[8:12] == b"WAVE" else False
-    except OSError as err:
-        return f"cannot be read ({err.strerror})"
+    return _sniff_audio(io.BytesIO(data), len(data))
+
+
+def _sniff_audio(f, size):
+    head = f.read(12)
+    chunk = _wav_data_chunk(f, size) if head.startswith(b"RIFF") and head[8:12] == b"WAVE" else False
     if not head:
         return "is empty"
     if head.startswith((b"fLaC", b"OggS")):

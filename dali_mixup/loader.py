@@ -1,5 +1,6 @@
 """``make_loader``: a DALI pipeline as an iterable of torch batches, sharded for torchrun."""
 
+import ctypes
 import dataclasses
 import functools
 import numbers
@@ -16,7 +17,7 @@ from dali_mixup.mixup import Mixing
 from pipelines import augment as augment_lib
 from pipelines import images as image_pipelines
 from pipelines import speech as speech_pipelines
-from pipelines.sources import SOURCES, Feed
+from pipelines.sources import SOURCES, BrokenSamples, Feed
 
 DATASETS = tuple(SOURCES)
 AUGMENTS = tuple(augment_lib.AUGMENTS)
@@ -139,6 +140,7 @@ class DaliLoader:
         elif self._state == "reading":  # broken off: let DALI finish the batches it began, and drop them
             self._feed.stop()
             self._drain()
+        _release_free_memory()
         epoch = self._next_epoch
         self._feed.start(epoch)
         if self._state == "ended":
@@ -169,6 +171,8 @@ class DaliLoader:
             except StopIteration:
                 self._state = "ended"
                 return
+            except BrokenSamples:  # the feed named them before DALI saw them
+                raise
             except Exception as err:  # DALI raises plain errors; name the files behind them
                 self._feed.explain(err)
                 raise
@@ -176,6 +180,27 @@ class DaliLoader:
             if self._channels_last:
                 images = images.permute(0, 3, 1, 2)  # a view: NCHW shape, NHWC memory
             yield images, (targets.view(-1).long() if targets.dtype == torch.int32 else targets)
+
+
+@functools.lru_cache(maxsize=None)
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def _release_free_memory():
+    """Give the memory glibc holds free back to the system, once an epoch (a few ms).
+
+    DALI's CPU stages allocate large buffers of varying size every batch; glibc's dynamic mmap
+    threshold then serves them from its heap, which it keeps: measured here, RSS grew by 90-130
+    MiB over 20 epochs broken off after a batch (and by 270 over 180 batches of 32 in plain
+    iteration) without it, and stays flat with it.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class _Sampler:
@@ -364,7 +389,10 @@ def _image_pipeline(source, training, policies, *, crop_size, min_crop_area, hfl
     if reprob:
         policies.append(augment_lib.RandomErasing(reprob, remode, tuple(source.mean), tuple(source.std)))
     if training:
-        return functools.partial(image_pipelines.train_pipeline, augment=augment, policies=tuple(policies))
+        # DALI's conditionals transpile the pipeline's Python (about 0.9 s a build here): only where they are needed.
+        conditionals = any(isinstance(policy, augment_lib.AutoAugment) for policy in policies)
+        return functools.partial(image_pipelines.train_pipeline, augment=augment, policies=tuple(policies),
+                                 enable_conditionals=conditionals)
     return functools.partial(image_pipelines.val_pipeline, augment=augment)
 
 

@@ -16,7 +16,8 @@ def _layout(channels_last):
     return "HWC" if channels_last else "CHW"
 
 
-@pipeline_def(enable_conditionals=True)  # for the automatic augmentations' per-sample choice of ops
+@pipeline_def(enable_conditionals=True)  # for the automatic augmentations' per-sample choice of ops; the
+# loader turns them off (enable_conditionals=False at the call) where no automatic augmentation is used
 def train_pipeline(feed, augment, mixing, *, policies, device, channels_last, image_dtype, soft_targets):
     """Train batches: ``(images, targets)``, targets soft ``[B, num_classes]`` or, with ``soft_targets`` off, class ids.
 

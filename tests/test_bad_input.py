@@ -86,6 +86,22 @@ def test_text_file_named_jpeg_error_names_the_file(broken_dir):
         collect(loader)
 
 
+@pytest.mark.parametrize("content", [b"", b"this is not a JPEG\n"], ids=["empty", "text"])
+def test_an_empty_or_text_file_anywhere_in_a_batch_is_named_and_never_a_crash(tmp_path, imagenet_dir, content):
+    # DALI 2.4's CPU decoder dies by SIGSEGV on such a buffer unless it comes last in its batch.
+    root = tmp_path / "train"
+    shutil.copytree(imagenet_dir / "train", root)
+    files = formats.image_folder(str(root))[0]
+    open(files[9], "wb").write(content)
+    code = ("from dali_mixup import make_loader\n"
+            f"for _ in make_loader(dataset='imagefolder', root={str(root)!r}, batch_size=24, device='cpu', crop_size=32):\n"
+            "    pass\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, f"exit status {result.returncode}: {result.stderr[-1500:]}"
+    assert f"1 file(s) are broken:\n  {files[9]}: is " in result.stderr
+    assert "Critical error in pipeline" not in result.stderr  # named before DALI was handed it
+
+
 def test_an_image_that_sniffs_clean_but_does_not_decode_is_named(tmp_path, imagenet_dir):
     root = tmp_path / "train"
     shutil.copytree(imagenet_dir / "train", root)
