@@ -7,6 +7,7 @@ file or line at fault; ``check_data`` reports them all. The plain functions (``i
 
 import array
 import collections.abc
+import concurrent.futures
 import glob
 import io
 import os
@@ -76,6 +77,42 @@ class FileTable(collections.abc.Sequence):
         self._folder_of = np.repeat(np.arange(len(folders), dtype=np.int32), counts)
         if len(self._ends) != len(self._folder_of):
             raise ValueError("a file name holds a NUL byte")
+
+    @classmethod
+    def from_spans(cls, data, starts, ends, folders, folder_of):
+        """The names ``data[starts[k]:ends[k]]`` (``data`` a :func:`read_padded` uint8 array, the spans in
+        order and apart, each followed in it by a byte that is not part of it), under
+        ``folders[folder_of[k]]``, with no object per name. ``data`` may be changed."""
+        table = cls()
+        lengths = ends - starts
+        width = int(lengths.max(initial=0)) + 1
+        if width <= 256:  # short names (ImageNet's): gather them, each with its zero padding as terminator
+            table._blob = _by_chunks(lambda starts, lengths: _windows(data, starts, lengths, width)[
+                np.arange(width) <= lengths[:, None]].tobytes(), starts, lengths)
+        else:
+            data[ends] = 0  # the byte after each name becomes its terminator, and the text between goes
+            marks = np.zeros(len(data) + 1, np.int8)
+            marks[starts], marks[ends + 1] = 1, -1
+            table._blob = data[np.cumsum(marks[:-1], dtype=np.int8).view(bool)].tobytes()
+        table._ends = np.cumsum(lengths + 1) - 1
+        table._folders = [os.fsencode(folder) for folder in folders]
+        table._folder_of = np.asarray(folder_of, dtype=np.int32)
+        return table
+
+    @classmethod
+    def concatenate(cls, tables):
+        """One table of the names of ``tables`` in turn (their folders kept apart)."""
+        table, blobs, ends, folder_of, offset = cls(), [], [], [], 0
+        for part in tables:
+            blobs.append(part._blob)
+            ends.append(part._ends + offset)
+            folder_of.append(part._folder_of + len(table._folders))
+            table._folders += part._folders
+            offset += len(part._blob)
+        table._blob = b"".join(blobs)
+        table._ends = np.concatenate([np.zeros(0, np.int64), *ends])
+        table._folder_of = np.concatenate([np.zeros(0, np.int32), *folder_of]).astype(np.int32)
+        return table
 
     def __len__(self):
         return len(self._ends)
@@ -163,22 +200,106 @@ def image_folder(root):
     return files, labels, classes
 
 
-def _listing(folder, cache):
-    """The names in ``folder`` (bytes) as a set, read once; empty if it cannot be read."""
-    if folder not in cache:
-        try:
-            cache[folder] = set(os.listdir(folder or b"."))
-        except OSError:
-            cache[folder] = set()
-    return cache[folder]
+_WHITESPACE = np.zeros(256, bool)
+_WHITESPACE[[9, 10, 11, 12, 13, 32]] = True  # bytes.split()'s whitespace
+_PAD = 4104  # zero bytes after a text read by read_padded: a window of up to 4 KiB (PATH_MAX) reads no further
+
+
+def read_padded(path):
+    """A file's bytes as a uint8 array, followed (beyond its length) by ``_PAD`` zero bytes for :func:`_windows`."""
+    size = os.path.getsize(path)
+    buffer = np.zeros(size + _PAD, np.uint8)
+    with open(path, "rb") as f:
+        f.readinto(memoryview(buffer)[:size])
+    return buffer[:size]
+
+
+def _windows(data, starts, lengths, width):
+    """``[len(starts), width]`` uint8: each span's bytes, zero-padded (a span is cut at ``width``); ``data`` is
+    a :func:`read_padded` array (or any array with ``width`` readable bytes after its end)."""
+    if width > _PAD:
+        raise ValueError(f"a span of {width} bytes is longer than the {_PAD} that can be read past a text")
+    beyond = np.lib.stride_tricks.as_strided(data, shape=(len(data) + width,), writeable=False)
+    rows = np.lib.stride_tricks.sliding_window_view(beyond, width)[starts]
+    rows[np.arange(width) >= np.minimum(lengths, width)[:, None]] = 0
+    return rows
+
+
+def _by_chunks(function, *arrays, size=65536):
+    """``function(*arrays)`` on ``size`` elements at a time, the results concatenated: temporaries of a few MB,
+    which stay in the cache and in glibc's heap, instead of one the size of ImageNet (30-40% faster here)."""
+    if len(arrays[0]) <= size:
+        return function(*arrays)
+    results = [function(*(array[k : k + size] for array in arrays)) for k in range(0, len(arrays[0]), size)]
+    if isinstance(results[0], tuple):
+        return tuple(np.concatenate(parts) for parts in zip(*results))
+    if isinstance(results[0], bytes):
+        return b"".join(results)
+    return np.concatenate(results)
+
+
+def _integers(data, starts, ends):
+    """``(values, ok)``: the tokens ``data[starts:ends]`` as int64, and whether each is 1-18 ASCII digits."""
+    return _by_chunks(lambda starts, ends: _integers_of(data, starts, ends), starts, ends)
+
+
+def _integers_of(data, starts, ends):
+    lengths = ends - starts
+    width = int(min(18, lengths.max(initial=1)))
+    digits = _windows(data, starts, lengths, width) - np.uint8(ord("0"))  # wraps: a non-digit is > 9
+    ok = (lengths >= 1) & (lengths <= width)
+    values = np.zeros(len(starts), np.int64)
+    for column in range(width):  # Horner's rule, one column of digits at a time
+        inside = column < lengths
+        ok &= ~inside | (digits[:, column] <= 9)
+        values = np.where(inside, values * 10 + digits[:, column], values)
+    return np.where(ok, values, 0), ok
+
+
+def _hashes(data, starts, ends):
+    """A 64-bit hash of each span ``data[starts:ends]``: its bytes as zero-padded uint64 words, each times its
+    own odd constant, summed (equal spans hash alike; a collision is a 2**-64 chance)."""
+    words = max(1, -(-int((ends - starts).max(initial=1)) // 8))
+    weights = np.random.default_rng(0x5EED).integers(1, 2**63, size=words, dtype=np.uint64) * 2 + 1
+
+    def hashed(starts, ends):
+        rows = np.ascontiguousarray(_windows(data, starts, ends - starts, words * 8))
+        return (rows.view(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+
+    return _by_chunks(hashed, starts, ends)
+
+
+def _strip(data, starts, ends):
+    """The spans with leading and trailing whitespace removed (a span of only whitespace becomes empty)."""
+    starts, ends = starts.copy(), ends.copy()
+    while True:  # lines rarely have more than one such byte: a few passes over the few that do
+        lead = (starts < ends) & _WHITESPACE[data[starts]]
+        trail = (starts < ends) & _WHITESPACE[data[np.maximum(ends - 1, 0)]]
+        if not (lead.any() or trail.any()):
+            return starts, ends
+        starts += lead
+        ends -= trail
+
+
+def _last_blank(data, starts, ends):
+    """``(found, where)``: each line's last whitespace, looked for in its last 20 bytes (a label has at most
+    18 digits; ``where`` is the line's start where none is found)."""
+    window = np.maximum(ends - 20, 0)
+    columns = np.arange(20, dtype=np.int32)
+    blank = _WHITESPACE[_windows(data, window, np.full(len(window), 20), 20)]
+    blank &= (columns >= (starts - window)[:, None]) & (columns < (ends - window)[:, None])
+    found = blank.any(axis=1)
+    return found, np.where(found, window + 19 - np.argmax(blank[:, ::-1], axis=1), starts)
 
 
 def scan_file_list(path, root, num_classes=None):
     """Read a file list: one ``relative/path label`` per line, the path relative to ``root``.
 
-    The list is read line by line into compact arrays, and each folder it names is listed once to
-    check that its files exist (a stat per file would cost seconds at ImageNet's 1.28M); a path
-    that names a folder passes here and fails, naming itself, when it is read.
+    The path is the line up to its last run of whitespace (so it may hold spaces), stripped, the
+    label the digits after it. The list is parsed as one array, with no object per line (1.28M
+    lines in well under a second), and each folder it names is listed once to check that its files
+    exist, comparing 64-bit hashes of the folders and names (a stat per file would cost seconds);
+    a path that names a folder passes here and fails, naming itself, when it is read.
 
     Args:
         path: the list file.
@@ -190,44 +311,97 @@ def scan_file_list(path, root, num_classes=None):
         ids (int32), and one problem per bad line, ``path:line: what``, for a malformed line, a
         label outside ``[0, num_classes)`` or a missing image. Lines with problems are left out.
     """
+    data = read_padded(path)
+    newlines = np.flatnonzero(data == 10)
+    line_ends = np.concatenate((newlines, [len(data)] if len(data) and data[-1] != 10 else []))
+    line_starts = np.concatenate(([0], newlines[: len(line_ends) - 1] + 1)).astype(np.int64)
+    line_starts, line_ends = _strip(data, line_starts, line_ends.astype(np.int64))
+    used = np.flatnonzero(line_ends > line_starts)  # blank lines are skipped
+    line_starts, line_ends = line_starts[used], line_ends[used]
+    # The last whitespace of each line, in its last 20 bytes (a label has at most 18 digits): the path ends there.
+    shaped, gap = _by_chunks(lambda starts, ends: _last_blank(data, starts, ends), line_starts, line_ends)
+    path_start, path_end = _strip(data, line_starts, gap)
     folder = os.path.join(os.fsencode(root), b"")
-    labels, problems, listings = array.array("q"), [], {}
+    absolute = data[path_start] == ord("/")
+    with concurrent.futures.ThreadPoolExecutor(1) as lister:  # the folders are listed while the rest is done
+        found = _existing(data, path_start, path_end, absolute, folder, lister)
+        negative = shaped & (data[gap + 1] == ord("-"))
+        labels, digits = _integers(data, gap + 1 + negative, line_ends)
+        labels = np.where(negative, -labels, labels)
+        shaped &= digits & (path_end > path_start)
+        upper = num_classes if num_classes is not None else int(labels[shaped].max(initial=-1)) + 1
+        in_range = shaped & (labels >= 0) & (labels < upper)
+        files = FileTable.from_spans(data, path_start[in_range], path_end[in_range], [folder, b""],
+                                     absolute[in_range].astype(np.int32))
+        exists = in_range & found()
+    if not exists[in_range].all():
+        files = FileTable.from_spans(data, path_start[exists], path_end[exists], [folder, b""],
+                                     absolute[exists].astype(np.int32))
+    problems = {}
 
-    def groups(f):  # runs of at most 65,536 paths under one folder (the root, or none for absolute paths)
-        run, run_folder = [], folder
-        for number, line in enumerate(f, 1):
-            parts = line.rsplit(None, 1)
-            if not parts:
-                continue
-            if len(parts) != 2 or not parts[1].lstrip(b"-").isdigit():
-                problems.append(f"{path}:{number}: expected 'relative/path label', "
-                                f"got {line.strip().decode(errors='replace')!r}")
-                continue
-            relative, label = parts[0].strip(), int(parts[1])
-            full = os.path.join(folder, relative)  # os.path.join's rule: an absolute path ignores the root
-            parent, _, name = full.rpartition(b"/")
-            if not 0 <= label < (num_classes or label + 1):
-                bounds = f"outside [0, {num_classes})" if num_classes else "negative"
-                problems.append(f"{path}:{number}: label {label} is {bounds} for {os.fsdecode(full)}")
-            elif name not in _listing(parent, listings):
-                problems.append(f"{path}:{number}: {os.fsdecode(full)} does not exist")
-            else:
-                entry_folder = b"" if os.path.isabs(relative) else folder
-                if entry_folder != run_folder or len(run) == 65536:
-                    yield run_folder, run
-                    run, run_folder = [], entry_folder
-                run.append(full if entry_folder == b"" else relative)
-                labels.append(label)
-        yield run_folder, run
+    def full_path(k):
+        return os.fsdecode(os.path.join(folder, data[path_start[k]:path_end[k]].tobytes()))
 
-    with open(path, "rb") as f:
-        files = FileTable(groups(f))
-    if not len(files) and not problems:
-        problems.append(f"{path}: the file list is empty")
-    labels = np.frombuffer(labels, np.int64).astype(np.int32)
-    if num_classes is None:
-        num_classes = int(labels.max(initial=-1)) + 1
-    return files, labels, num_classes, problems
+    for k in np.flatnonzero(~shaped):
+        got = data[line_starts[k]:line_ends[k]].tobytes().decode(errors="replace")
+        problems[used[k]] = f"{path}:{used[k] + 1}: expected 'relative/path label', got {got!r}"
+    for k in np.flatnonzero(shaped & ~in_range):
+        bounds = f"outside [0, {num_classes})" if num_classes is not None else "negative"
+        problems[used[k]] = f"{path}:{used[k] + 1}: label {labels[k]} is {bounds} for {full_path(k)}"
+    for k in np.flatnonzero(in_range & ~exists):
+        problems[used[k]] = f"{path}:{used[k] + 1}: {full_path(k)} does not exist"
+    if not len(used):
+        problems[0] = f"{path}: the file list is empty"
+    return files, labels[exists].astype(np.int32), upper, [problems[line] for line in sorted(problems)]
+
+
+def _existing(data, starts, ends, absolute, folder, lister):
+    """A function that says whether each path ``data[starts:ends]`` (relative to ``folder`` unless
+    ``absolute``) names an entry of its folder. Every folder named is listed once, on ``lister`` (an
+    executor, so the listing runs beside the caller's work); a path's (folder, name) hash is then
+    looked up among the listings' (a sort and a binary search: no object per path)."""
+    if not len(starts):
+        return lambda: np.zeros(0, bool)
+    slashes = np.flatnonzero(data == ord("/"))
+    last_slash = slashes[np.maximum(np.searchsorted(slashes, ends) - 1, 0)] if len(slashes) else starts - 1
+    nested = (last_slash >= starts) & (last_slash < ends)
+    parent_end = np.where(nested, last_slash, starts)
+    name_start = np.where(nested, last_slash + 1, starts)
+    parents = _hashes(data, starts, parent_end) ^ absolute.astype(np.uint64)
+    # One path of each folder: a folder's lines usually come together, so look where the folder changes first.
+    changes = np.flatnonzero(np.concatenate(([True], parents[1:] != parents[:-1])))
+    representatives = changes[np.unique(parents[changes], return_index=True)[1]]
+    folders = [(data[starts[k]:parent_end[k]].tobytes(), parents[k]) for k in representatives]
+    listing = lister.submit(_list_folders, folders, folder)
+    mixed = np.uint64(0x9E3779B97F4A7C15)  # the folder's hash is mixed in, so that a name pairs with its folder
+    keys = _hashes(data, name_start, ends) + parents * mixed
+
+    def found():
+        listed, listed_starts, listed_ends, folder_hashes, counts = listing.result()
+        if not len(listed_ends):
+            return np.zeros(len(starts), bool)
+        listed_keys = np.sort(_hashes(listed, listed_starts, listed_ends) + np.repeat(folder_hashes, counts) * mixed)
+        return listed_keys[np.minimum(np.searchsorted(listed_keys, keys), len(listed_keys) - 1)] == keys
+
+    return found
+
+
+def _list_folders(folders, root):
+    """The names in each ``(folder, hash)`` under ``root``, as one padded text of NUL-terminated names with
+    their spans, and each listed folder's hash and name count (a folder that cannot be listed has none)."""
+    chunks, hashes, counts = [], [], []
+    for parent, parent_hash in folders:
+        try:
+            names = os.listdir(os.path.join(root, parent) if parent else root or b".")
+        except OSError:
+            continue
+        chunks.append(b"\0".join(names) + b"\0")
+        hashes.append(parent_hash)
+        counts.append(len(names))
+    size = sum(map(len, chunks))
+    listed = np.frombuffer(b"".join(chunks) + bytes(_PAD), np.uint8)[:size]
+    ends = np.flatnonzero(listed == 0)
+    return listed, np.concatenate(([0], ends[:-1] + 1)), ends, np.asarray(hashes, np.uint64), counts
 
 
 def file_list(path, root, num_classes=None):
@@ -374,6 +548,129 @@ def _components(fields):
     return (image and image[1]), label
 
 
+def _token_spans(data):
+    """``(starts, ends)`` of the whitespace-separated tokens of a text (a uint8 array), no object a token."""
+    text = ~_WHITESPACE[data]
+    starts = np.flatnonzero(text[1:] & ~text[:-1]) + 1
+    ends = np.flatnonzero(text[:-1] & ~text[1:]) + 1
+    if len(data) and text[0]:
+        starts = np.concatenate(([0], starts))
+    if len(data) and text[-1]:
+        ends = np.concatenate((ends, [len(data)]))
+    return starts, ends
+
+
+def _word(data, starts, ends):
+    """Each token's first 4 bytes as a uint32 (zero-padded; a longer token becomes 0, matching no extension)."""
+    rows = np.ascontiguousarray(_windows(data, starts, ends - starts, 4)).view("<u4")[:, 0]
+    return np.where(ends - starts <= 4, rows, 0)
+
+
+def _packed(name):
+    return np.frombuffer(name.encode().ljust(4, b"\0"), "<u4")[0]
+
+
+def _read_texts(paths):
+    """The files' bytes, concatenated into one padded uint8 array, and where each begins."""
+    chunks = []
+    for path in paths:
+        with open(path, "rb") as f:
+            chunks.append(f.read())
+    begins = np.cumsum([0] + [len(chunk) for chunk in chunks])
+    return np.frombuffer(bytearray(b"".join(chunks) + bytes(_PAD)), np.uint8)[: begins[-1]], begins
+
+
+def _scan_regular_shards(paths, indexes, num_classes):
+    """:func:`scan_shards` for the usual shards, parsed as arrays with no object per sample: every shard has a
+    fresh label file, and every index line has an image component and a ``.cls`` (in either order). None
+    where that does not hold (the general path then reads the shards)."""
+    if not all(is_fresh(labels_path(path), path, index) for path, index in zip(paths, indexes)):
+        return None
+    data, _ = _read_texts(indexes)
+    starts, ends = _token_spans(data)
+    line_starts = np.concatenate(([0], np.flatnonzero(data == 10) + 1))
+    first = np.searchsorted(starts, line_starts)  # each line's first token
+    per_line = np.diff(np.concatenate((first, [len(starts)])))
+    # Each index is its header line ("v1.x N") and then N lines of 8 tokens: the headers are the 2-token lines.
+    headers = np.flatnonzero(per_line == 2)
+    samples = np.flatnonzero(per_line == 8)
+    if len(headers) != len(paths) or len(headers) + len(samples) != np.count_nonzero(per_line):
+        return None
+    counts, ok = _integers(data, starts[first[headers] + 1], ends[first[headers] + 1])
+    if not ok.all() or counts.sum() != len(samples) or not np.all(np.diff(headers) == counts[:-1] + 1):
+        return None
+    token = first[samples][:, None] + np.arange(8)
+    ext = _word(data, starts[token[:, [0, 4]]].ravel(), ends[token[:, [0, 4]]].ravel()).reshape(-1, 2)
+    is_cls = ext == _packed(SHARD_LABEL_EXT)
+    image_at = np.zeros(ext.shape, bool)
+    for name in reversed(SHARD_IMAGE_EXTS):  # a sample takes the first of the extensions it has
+        image_at = np.where((ext == _packed(name)).any(axis=1)[:, None], ext == _packed(name), image_at)
+    if not (is_cls.sum(axis=1) == 1).all() or not (image_at.sum(axis=1) == 1).all() or (is_cls & image_at).any():
+        return None
+    image = token[np.arange(len(samples)), 4 * np.argmax(image_at, axis=1)]  # the image component's ext token
+    offsets, ok_offsets = _integers(data, starts[image + 1], ends[image + 1])
+    sizes, ok_sizes = _integers(data, starts[image + 2], ends[image + 2])
+    if not (ok_offsets.all() and ok_sizes.all()):
+        return None
+    # A label file: "dali-mixup-labels-v1 N", then N lines of digits (_label_file names a bad one).
+    label_data, begins = _read_texts([labels_path(path) for path in paths])
+    label_starts, label_ends = _token_spans(label_data)
+    header = np.searchsorted(label_starts, begins[:-1])
+    wanted = [f"{LABELS_HEADER} {count}".encode() for count in counts]
+    if len(label_starts) != len(samples) + 2 * len(paths) or any(
+            label_data[begin : begin + len(line)].tobytes() != line for begin, line in zip(begins, wanted)):
+        return None
+    is_label = np.ones(len(label_starts), bool)
+    is_label[header], is_label[header + 1] = False, False
+    labels, ok_labels = _integers(label_data, label_starts[is_label], label_ends[is_label])
+    if not ok_labels.all():
+        return None
+    shard_of = np.repeat(np.arange(len(paths), dtype=np.int32), counts)
+    names = FileTable.from_spans(data, starts[image + 3], ends[image + 3], [b""], np.zeros(len(samples), np.int32))
+    problems = []
+    if num_classes is not None:
+        cls_name = token[np.arange(len(samples)), 4 * np.argmax(is_cls, axis=1)] + 3
+        for k in np.flatnonzero(labels >= num_classes):
+            member = data[starts[cls_name[k]]:ends[cls_name[k]]].tobytes().decode(errors="replace")
+            problems.append(f"{paths[shard_of[k]]}:{member}: label {labels[k]} is outside [0, {num_classes}) "
+                            f"(read from {labels_path(paths[shard_of[k]])})")
+        keep = labels < num_classes
+        if not keep.all():
+            return ShardTable(paths, shard_of[keep], offsets[keep], sizes[keep], labels[keep],
+                              _kept(names, keep)), num_classes, problems
+    else:
+        num_classes = int(labels.max(initial=-1)) + 1
+    return ShardTable(paths, shard_of, offsets, sizes, labels, names), num_classes, problems
+
+
+def _scan_regular_shards_in_chunks(paths, indexes, num_classes, chunk=64):
+    """:func:`_scan_regular_shards` ``chunk`` shards at a time (arrays of a few MB, not of every index at
+    once: 1.28M samples 20-25% faster here), the results joined; None if any chunk is not regular."""
+    if num_classes is None:  # every chunk must check against the classes of all
+        found = _scan_regular_shards_in_chunks(paths, indexes, 2**31 - 1, chunk)
+        if found is None:
+            return None
+        table, _, problems = found
+        return table, int(table.labels.max(initial=-1)) + 1, problems
+    parts = []
+    for begin in range(0, len(paths), chunk):
+        part = _scan_regular_shards(paths[begin : begin + chunk], indexes[begin : begin + chunk], num_classes)
+        if part is None:
+            return None
+        parts.append((begin, part))
+    tables = [table for _, (table, _, _) in parts]
+    merged = ShardTable(paths, np.concatenate([table.shard_of + begin for begin, (table, _, _) in parts]),
+                        np.concatenate([table.offsets for table in tables]), np.concatenate([table.sizes for table in tables]),
+                        np.concatenate([table.labels for table in tables]),
+                        FileTable.concatenate([table.names for table in tables]))
+    return merged, num_classes, [problem for _, (_, _, problems) in parts for problem in problems]
+
+
+def _kept(table, keep):
+    """A FileTable of the names ``keep`` marks (a bool array), rebuilt through their text."""
+    return FileTable([(b"", [os.fsencode(table[k]) for k in np.flatnonzero(keep)])])
+
+
 def scan_shards(paths, indexes, num_classes=None, use_label_files=True):
     """Every sample's label in the shards, through their index files.
 
@@ -392,6 +689,10 @@ def scan_shards(paths, indexes, num_classes=None, use_label_files=True):
         reading order, ``(shard, image_name, image_offset, image_size, label)``; each problem
         names ``shard:member``.
     """
+    if use_label_files:
+        regular = _scan_regular_shards_in_chunks(paths, indexes, num_classes)
+        if regular is not None:
+            return regular
     shard_of, offsets, sizes, labels = array.array("i"), array.array("q"), array.array("q"), array.array("i")
     problems = []
 

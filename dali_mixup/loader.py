@@ -535,6 +535,7 @@ def make_loader(
         _check_audio_options(dataset, {**image_options, "channels_last": channels_last, "auto_augment": auto_augment})
 
     source = SOURCES[dataset](os.fspath(root), split=split, file_list=file_list, num_classes=num_classes)
+    _release_free_memory()  # the scan's temporaries (arrays the size of the file list or the indexes)
     plan = EpochPlan(len(source), training=training, seed=seed, rank=rank, world_size=world_size,
                      batch_size=batch_size)
     common = {"device": device_kind, "image_dtype": image_dtype, "batch_size": batch_size, "num_threads": num_threads,

@@ -79,3 +79,19 @@ def test_gpu_report_records_a_failing_step_and_goes_on():
     text = gpu_report.markdown(report)
     assert "| fused operator / bandwidth floor | <= 2.0 | — | not measured |" in text
     assert "| broken | failed |" in text and "| hung | timeout |" in text and "AssertionError: x" in text
+
+
+def test_scale_quick_measures_every_build_and_the_targets(tmp_path):
+    out = tmp_path / "scale.json"
+    _run("benchmarks.scale", "--quick", "--root", tmp_path / "data", "--json", out)
+    report = json.loads(out.read_text())
+    record = report["results"]["2000"]
+    assert set(record) == {"torchvision", "imagefolder", "filelist", "webdataset", "runs"}
+    assert all(record[kind]["files"] == 2000 and record[kind]["seconds"] > 0 for kind in
+               ("torchvision", "imagefolder", "filelist", "webdataset"))
+    assert {"first_batch_s", "broken_epoch_s", "mib_over_20_broken_epochs", "mib_warm_up"} <= set(record["imagefolder"])
+    assert report["error"]["named"] and report["check_data"]["exit_status"] == 0
+    assert set(report["targets"]) == {"build / torchvision <= 1.0", "memory / torchvision <= 1.0",
+                                      "broken-off epoch <= 1 s", "memory over 20 broken-off epochs <= 50 MiB",
+                                      "error names the file within 1 s"}
+    assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
