@@ -165,6 +165,12 @@ MUTATIONS = [
     ("a file that sniffs clean but does not decode is named by the loader", "pipelines/sources.py",
      "        if not bad:\n            from dali_mixup.check_data", "        if False:\n            from dali_mixup.check_data",
      ["tests/test_bad_input.py", "-k", "sniffs_clean"]),
+    ("a restored loader goes on exactly (DALI's checkpoint restored)", "dali_mixup/loader.py",
+     "        self._build(state[\"checkpoint\"])", "        self._build()",
+     ["tests/test_loader_state.py", "-k", "goes_on_exactly and imagefolder"]),
+    ("a restored loader goes on from its place in the epoch", "dali_mixup/loader.py",
+     "            self._state = \"resumed\"\n", "            self._state = \"fresh\"\n",
+     ["tests/test_loader_state.py", "-k", "goes_on_exactly and filelist"]),
     # ---- the epoch order: exact shards in every epoch, val exact with no empty batch ----
     ("train shards are disjoint in every epoch", "dali_mixup/epochs.py",
      "[rank : per_rank * world_size : world_size]", "[rank : per_rank * world_size : 1]",

@@ -6,6 +6,8 @@
 // With a non-empty box [y0, x0, y1, x1) the sample is cut instead of blended: its pixels inside
 // the box are its partner's, the others its own (lam_i still weighs the targets).
 // Each sample is read once as itself and once as a partner, and the output is written once.
+// It draws nothing (λ, partners, flips and boxes are its inputs, from DALI's random operators), so it
+// is stateless for DALI's checkpointing: a pipeline with it can be checkpointed and restored.
 #ifndef DALI_MIXUP_MIXUP_NORMALIZE_H_
 #define DALI_MIXUP_MIXUP_NORMALIZE_H_
 
@@ -13,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "dali/pipeline/operator/checkpointing/stateless_operator.h"
 #include "dali/pipeline/operator/common.h"
 #include "dali/pipeline/operator/operator.h"
 #include "blend.h"
@@ -20,10 +23,10 @@
 namespace dali_mixup {
 
 template <typename Backend>
-class MixupNormalize : public ::dali::Operator<Backend> {
+class MixupNormalize : public ::dali::StatelessOperator<Backend> {
  public:
   explicit MixupNormalize(const ::dali::OpSpec &spec)
-      : ::dali::Operator<Backend>(spec),
+      : ::dali::StatelessOperator<Backend>(spec),
         mean_(spec.GetRepeatedArgument<float>("mean")),
         std_(spec.GetRepeatedArgument<float>("std")),
         dtype_(spec.GetArgument<::dali::DALIDataType>("dtype")),
