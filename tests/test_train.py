@@ -162,8 +162,9 @@ def test_a_resume_restores_momentum_schedule_weights_and_this_ranks_rng(tmp_path
     random.random()
     torch.rand(3)  # rank 1's generators have moved on
     ranks.append(checkpoint.rng_state())
-    checkpoint.save(tmp_path / "c.pt", checkpoint.training_state(model=model, optimizer=optimizer, scheduler=scheduler,
-                                                                scaler=scaler, epoch=3, best_top1=0.5, rng=ranks))
+    checkpoint.save(tmp_path / "c.pt", checkpoint.training_state(
+        model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, epoch=3, position=0, step=3, best_top1=0.5,
+        rng=ranks, loaders=[None, None], partial=[None, None], metrics=[]))
     random.random()
     torch.rand(5)  # and move on again before the resume
 
@@ -199,7 +200,8 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint(tmp_path):
         from train import checkpoint
         checkpoint.save({str(path)!r}, {{"epoch": 1, "w": torch.ones(3)}})
         def slow_save(state, file):  # write part of the file, then hang as a slow disk would
-            open(file, "wb").write(b"partial")
+            file.write(b"partial")
+            file.flush()
             print("saving", flush=True)
             time.sleep(60)
         torch.save = slow_save

@@ -1,20 +1,74 @@
 """Checkpoints written atomically and read back with ``weights_only=True``."""
 
+import contextlib
 import os
 import random
+import shutil
 
 import torch
 
 
 def save(path, state):
-    """Write ``state`` to ``path`` through a temporary file and a rename.
+    """Write ``state`` to ``path`` through a temporary file, flushed to the disk, and a rename.
 
-    ``os.replace`` is atomic on POSIX, so a process killed mid-save leaves the previous
-    checkpoint whole; at worst a stray ``.tmp`` file remains.
+    ``os.replace`` is atomic on POSIX, so a process killed mid-save leaves the previous checkpoint
+    whole (at worst a stray ``.tmp`` file remains, which the next save replaces). A save that fails
+    removes its ``.tmp`` and raises an ``OSError`` naming the path and the system's error (a full
+    disk is ``[Errno 28] No space left on device``, where ``torch.save`` to a path would say only
+    ``unexpected pos``).
     """
     tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:  # a file of ours, so that a failed write raises the OSError itself
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise OSError(err.errno, f"could not write the checkpoint {path}: {err.strerror}") from err
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def state_bytes(model, optimizer_slots=2):
+    """About how many bytes a checkpoint of ``model`` takes: its parameters and buffers, and
+    ``optimizer_slots`` optimizer tensors the size of each parameter (SGD's momentum is 1, Adam's moments 2)."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return params * (1 + optimizer_slots) + buffers + (1 << 20)  # and about 1 MiB of states and metrics
+
+
+def check_writable(folder):
+    """Make the run folder if it is not there, and refuse one that cannot be written to.
+
+    Raises:
+        OSError: naming the folder and the system's error.
+    """
+    probe = os.path.join(folder, f".write-test-{os.getpid()}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"0")
+        os.remove(probe)
+    except OSError as err:
+        raise OSError(err.errno, f"the run folder {folder} is not writable: {err.strerror}") from err
+
+
+def check_room(folder, checkpoint_bytes):
+    """Refuse to start a run whose folder has no room for about two checkpoints (the checkpoint, and its
+    ``.tmp`` while it is replaced).
+
+    Raises:
+        OSError: naming the folder, the free and the needed bytes.
+    """
+    free = shutil.disk_usage(folder).free
+    if free < 2 * checkpoint_bytes:
+        raise OSError(28, f"the run folder {folder} has {free:,} bytes free; its checkpoints need about "
+                          f"{2 * checkpoint_bytes:,} (two of {checkpoint_bytes:,}): free some room or give another --out")
 
 
 def load(path):
@@ -42,18 +96,25 @@ def set_rng_state(state):
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def training_state(*, model, optimizer, scheduler, scaler, epoch, best_top1, rng):
+def training_state(*, model, optimizer, scheduler, scaler, epoch, position, step, best_top1, rng, loaders, partial,
+                   metrics):
     """What a checkpoint holds, for :func:`save`; :func:`restore` puts it back.
 
     Args:
         model: the model, unwrapped from DDP.
         optimizer, scheduler, scaler: the optimizer, learning-rate scheduler and AMP gradient scaler.
-        epoch: the next epoch to run.
+        epoch: the epoch to run next, or the one being run when ``position`` > 0.
+        position: the batches of ``epoch`` already trained (0 at an epoch's start).
+        step: the optimizer steps taken so far.
         best_top1: the best val top-1 so far.
         rng: every rank's :func:`rng_state`, in rank order.
+        loaders: every rank's train loader state (``DaliLoader.state_dict``), in rank order.
+        partial: every rank's running sums of the epoch in progress (``{"loss_sum", "seen", "seconds"}``).
+        metrics: the rows of ``metrics.jsonl`` of the epochs done (the file is rewritten from them at a resume).
     """
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch, "best_top1": best_top1, "rng": rng}
+            "scaler": scaler.state_dict(), "epoch": epoch, "position": position, "step": step, "best_top1": best_top1,
+            "rng": rng, "loaders": loaders, "partial": partial, "metrics": metrics}
 
 
 def restore(state, *, model, optimizer, scheduler, scaler, rank):

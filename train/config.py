@@ -57,6 +57,9 @@ class Config:
     corrupt_labels: float
     out: str
     resume: str
+    save_every: int  # steps between checkpoints inside an epoch; 0: at each epoch's end only
+    save_every_minutes: float  # minutes between checkpoints (rank 0's clock); 0: off
+    log_steps: bool  # write every step's train loss to OUT/steps.jsonl
 
 
 # Zhang et al. (2018): CIFAR with SGD, lr 0.1 per 128 samples, /10 at 100 and 150 of 200, alpha 1;
@@ -102,7 +105,8 @@ DEFAULTS = dict(
     opt="sgd", cutmix_alpha=0.0, cutmix_minmax=None, mix_prob=1.0, switch_prob=0.5, mixup_warmup_epochs=0,
     mixup_off_epoch=-1, label_smoothing=0.0, bce_loss=False, bce_target_thresh=None, dropout=0.0, crop_pct=0.875,
     crop_size=None, augment=None, auto_augment=None, reprob=0.0, remode="const", min_crop_area=0.08, hflip=0.5, adjust_orientation=False,
-    device="auto", amp="auto", threads=4, seed=0, corrupt_labels=0.0, out="runs/latest", resume="",
+    device="auto", amp="auto", threads=4, seed=0, corrupt_labels=0.0, out="runs/latest", resume="", save_every=0,
+    save_every_minutes=0.0,
 )
 
 
@@ -177,7 +181,13 @@ def _parser():
     add("--corrupt-labels", type=float, help="give this fraction of the train labels another class (default: 0)")
     add("--out", help="run folder (default: runs/latest)")
     add("--resume", nargs="?", const="auto",
-        help="resume from a checkpoint file, or (bare flag) from OUT/checkpoint.pt if there is one")
+        help="resume from a checkpoint file, or (bare flag) from OUT/checkpoint.pt if there is one; inside an epoch "
+             "where it was saved there, exactly (a group torchrun restarts resumes without it)")
+    add("--save-every", type=int, metavar="STEPS", help="also save every STEPS optimizer steps, inside epochs (default: 0, "
+                                                         "at each epoch's end only)")
+    add("--save-every-minutes", type=float, metavar="M", help="also save every M minutes (default: 0, off)")
+    add("--log-steps", action="store_true", help="write every step's train loss (rank 0's) to OUT/steps.jsonl; a sync "
+                                                 "point a step")
     return parser
 
 
@@ -188,6 +198,7 @@ def parse_config(argv=None, world_size=1, cuda=False):
     recipe = RECIPES[args["recipe"]]
     values = {**DEFAULTS, **recipe, **{key: value for key, value in args.items() if value is not None}}
     values["per_sample"] = args["per_sample"]
+    values["log_steps"] = args["log_steps"]
 
     device = {"auto": "gpu" if cuda else "cpu"}.get(values["device"], values["device"])
     if device == "gpu" and not cuda:
@@ -226,7 +237,8 @@ def _check(c):
     for name in ("epochs", "batch_size", "crop_size", "val_crop_size", "threads"):
         if getattr(c, name) is not None and getattr(c, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(c, name)}")
-    for name in ("lr", "weight_decay", "momentum", "mixup_alpha", "dropout", "warmup_epochs", "mixup_warmup_epochs"):
+    for name in ("lr", "weight_decay", "momentum", "mixup_alpha", "dropout", "warmup_epochs", "mixup_warmup_epochs",
+                 "save_every", "save_every_minutes"):
         if getattr(c, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(c, name)}")
     for name in ("label_smoothing", "corrupt_labels", "dropout"):

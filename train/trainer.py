@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 
@@ -27,6 +28,7 @@ from dali_mixup import formats, make_loader
 from train import checkpoint
 from train.config import parse_config
 from train.models import create_model
+from train.preemption import Preemption
 
 
 def log(*parts):
@@ -211,19 +213,25 @@ def evaluate(model, loader, device, autocast, split_labels=None):
 
 
 class Progress:
-    """A one-line progress bar on a terminal; nothing otherwise (the epoch log line says it all)."""
+    """tqdm's bar for an epoch, on rank 0 and a terminal only (images/s and the time left); nothing otherwise:
+    the epoch's log line says it all."""
 
-    def __init__(self, enabled, total, epoch):
-        self.enabled, self.total, self.epoch = enabled and sys.stdout.isatty(), total, epoch
+    def __init__(self, enabled, total, epoch, batch_size, initial=0):
+        from tqdm import tqdm
 
-    def update(self, step):
-        if self.enabled:
-            done = int(30 * step / self.total)
-            print(f"\repoch {self.epoch} [{'#' * done}{'.' * (30 - done)}] {step}/{self.total}", end="", flush=True)
+        self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}", unit="batch", leave=False,
+                        disable=not (enabled and sys.stdout.isatty()), file=sys.stdout, dynamic_ncols=True)
+        self.batch_size, self.position = batch_size, initial
+
+    def update(self, position):
+        self.bar.update(position - self.position)
+        self.position = position
+        if not self.bar.disable:
+            rate = self.bar.format_dict["rate"]
+            self.bar.set_postfix_str(f"{rate * self.batch_size:,.0f} images/s" if rate else "", refresh=False)
 
     def close(self):
-        if self.enabled:
-            print("\r" + " " * 60 + "\r", end="", flush=True)
+        self.bar.close()
 
 
 def check_restarts_are_safe():
@@ -262,7 +270,7 @@ def main(argv=None):
         dist.init_process_group("nccl" if config.device == "gpu" else "gloo")
     random.seed(config.seed + rank)
     torch.manual_seed(config.seed + rank)
-    os.makedirs(config.out, exist_ok=True)
+    checkpoint.check_writable(config.out)  # before anything is written there (every rank writes its own lists)
 
     # ---- resume: from a file, or OUT/checkpoint.pt when it exists; a group restarted by torchrun
     # (--max-restarts) resumes from there whether or not --resume was given ----
@@ -278,12 +286,22 @@ def main(argv=None):
         state = checkpoint.load(resume_from)
     elif config.resume and config.resume != "auto":
         raise SystemExit(f"--resume {config.resume!r}: no such checkpoint")
-    start_epoch = state["epoch"] if state else 0
+    start_epoch, position, step = (state["epoch"], state["position"], state["step"]) if state else (0, 0, 0)
+    if state and start_epoch >= config.epochs and not position:  # nothing left: change nothing in the run folder
+        if master:
+            log(f"{resume_from} is of a finished run ({start_epoch} of {config.epochs} epochs): nothing to do")
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        return 0
+    if state and position and len(state["loaders"]) != world_size:
+        raise SystemExit(f"{resume_from} was saved inside epoch {start_epoch} by {len(state['loaders'])} rank(s); "
+                         f"resume it with as many ranks, not {world_size} (a checkpoint at an epoch's end takes any)")
     if master:
         with open(os.path.join(config.out, "config.json"), "w") as f:
             json.dump({**dataclasses.asdict(config), "world_size": world_size}, f, indent=2)
-        log(f"{'resuming at epoch ' + str(start_epoch) if state else 'starting'}: {config.model} on {config.dataset} "
-            f"({config.data}), {world_size} rank(s) on {config.device}, batch {config.batch_size}/rank, lr {config.lr:g}")
+        where = f"resuming at epoch {start_epoch}" + (f", batch {position}" if position else "") if state else "starting"
+        log(f"{where}: {config.model} on {config.dataset} ({config.data}), {world_size} rank(s) on {config.device}, "
+            f"batch {config.batch_size}/rank, lr {config.lr:g}")
 
     # ---- data: DALI pipelines behind make_loader; each epoch's order is a function of the seed and the epoch ----
     train_args, eval_args, train_eval_args = data_sources(config, rank)
@@ -309,29 +327,56 @@ def main(argv=None):
         model = model.to(memory_format=torch.channels_last)
     if world_size > 1:
         model = DistributedDataParallel(model, device_ids=[local_rank] if config.device == "gpu" else None)
+    bare = model.module if world_size > 1 else model
     optimizer = make_optimizer(config, model)
     criterion = loss_function(config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, config))
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
     autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")  # bf16 needs no loss scaling
-    best_top1 = 0.0
+    best_top1, rows = 0.0, []
     if state:
-        checkpoint.restore(state, model=model.module if world_size > 1 else model, optimizer=optimizer,
-                           scheduler=scheduler, scaler=scaler, rank=rank)
-        best_top1 = state["best_top1"]
+        checkpoint.restore(state, model=bare, optimizer=optimizer, scheduler=scheduler, scaler=scaler, rank=rank)
+        best_top1, rows = state["best_top1"], list(state["metrics"])
+    if master:  # before any training: the folder must hold two checkpoints, or this run would fail at its first save
+        checkpoint.check_room(config.out, checkpoint.state_bytes(bare, optimizer_slots=1 if config.opt == "sgd" else 2))
 
-    # ---- metrics: drop lines of epochs that will run again (a crash after logging, before saving) ----
+    # ---- metrics: the file says what the checkpoint holds, whatever the moment a run was killed ----
     metrics_path = os.path.join(config.out, "metrics.jsonl")
+    steps_path = os.path.join(config.out, "steps.jsonl")
     if master:
-        kept = []
-        if state and os.path.isfile(metrics_path):
-            with open(metrics_path) as f:
-                kept = [line for line in f if json.loads(line)["epoch"] < start_epoch]
         with open(metrics_path, "w") as f:
-            f.writelines(kept)
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+        if config.log_steps:
+            kept = []
+            if state and os.path.isfile(steps_path):
+                with open(steps_path) as f:
+                    kept = [line for line in f if json.loads(line)["step"] <= step]
+            with open(steps_path, "w") as f:
+                f.writelines(kept)
+
+    def save(epoch, position, partial):
+        """Every rank's RNG, loader state and running sums gathered; rank 0 writes them with the model's."""
+        gathered = [None] * world_size
+        mine = {"rng": checkpoint.rng_state(), "loader": loader.state_dict(), "partial": partial}
+        if world_size > 1:
+            preemption.settle()
+            dist.all_gather_object(gathered, mine)
+        else:
+            gathered = [mine]
+        if master:
+            start = time.perf_counter()
+            checkpoint.save(checkpoint_path, checkpoint.training_state(
+                model=bare, optimizer=optimizer, scheduler=scheduler, scaler=scaler, epoch=epoch, position=position,
+                step=step, best_top1=best_top1, rng=[g["rng"] for g in gathered],
+                loaders=[g["loader"] for g in gathered], partial=[g["partial"] for g in gathered], metrics=rows,
+            ))
+            if position:
+                log(f"saved epoch {epoch}, batch {position} (step {step}) in {time.perf_counter() - start:.2f} s")
+        preemption.saved()
 
     # ---- training ----
+    preemption = Preemption(device, config.save_every_minutes)
     images_per_sec, row = 0.0, {}
     for epoch in range(start_epoch, config.epochs):
         mixing = mixing_at(epoch, config)
@@ -339,12 +384,15 @@ def main(argv=None):
             loader = None  # one train pipeline at a time: the old one's memory goes before the new one is built
             loader, loader_mixing = train_loader(mixing), mixing
         loader.set_epoch(epoch)
+        partial = {"loss_sum": 0.0, "seen": 0, "seconds": 0.0}
+        if epoch == start_epoch and position:  # inside an epoch: this rank's loader and sums from where they were
+            loader.load_state_dict(state["loaders"][rank])
+            partial = dict(state["partial"][rank])
         model.train()
-        progress = Progress(master, len(loader), epoch)
-        loss_sum = torch.zeros((), device=device)
-        seen = 0
-        start = time.perf_counter()
-        for step, (images, targets) in enumerate(loader):
+        progress = Progress(master, len(loader), epoch, config.batch_size, initial=position)
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64) + partial["loss_sum"]
+        seen, start = partial["seen"], time.perf_counter() - partial["seconds"]
+        for position, (images, targets) in enumerate(loader, start=position + 1):
             with autocast:
                 logits = model(images)
             loss = criterion(logits, targets)
@@ -353,10 +401,28 @@ def main(argv=None):
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            step += 1
             loss_sum += loss.detach()  # no .item() here: that would be a sync point every step
             seen += len(images)
-            progress.update(step + 1)
+            progress.update(position)
+            if config.log_steps and master:  # a sync point a step: asked for, to compare runs step by step
+                with open(steps_path, "a") as f:
+                    f.write(json.dumps({"step": step, "epoch": epoch, "loss": loss.item()}) + "\n")
+            stop, due = preemption.poll(master)
+            if stop or due or (config.save_every and step % config.save_every == 0):
+                partial = {"loss_sum": loss_sum.item(), "seen": seen, "seconds": time.perf_counter() - start}
+                save(epoch, position, partial)
+            if stop:
+                progress.close()
+                log(f"rank {rank}: signal {signal.Signals(preemption.signal).name}: saved at epoch {epoch}, batch "
+                    f"{position}; exiting with status {preemption.exit_status} (resume with --resume)")
+                if dist.is_initialized():
+                    dist.barrier()  # rank 0 has written the checkpoint before any rank exits
+                    dist.destroy_process_group()
+                return preemption.exit_status
+        position = 0
         progress.close()
+        preemption.settle()
         train_loss, seen = all_reduce_sum([loss_sum.item() / max(1, len(loader)), seen], device)
         train_time = time.perf_counter() - start
         images_per_sec = seen / train_time
@@ -371,17 +437,10 @@ def main(argv=None):
                     "mixup_alpha": mixing["mixup_alpha"], "cutmix_alpha": mixing["cutmix_alpha"],
                     "time": time.perf_counter() - start})
 
-        # ---- checkpoint, then log: a line in metrics.jsonl means its epoch is saved ----
-        rng = [None] * world_size
-        if world_size > 1:
-            dist.all_gather_object(rng, checkpoint.rng_state())  # each rank's RNG, for an exact resume
-        else:
-            rng = [checkpoint.rng_state()]
+        # ---- checkpoint, then log: the checkpoint holds the rows, and the file is written from them ----
+        rows.append(row)
+        save(epoch + 1, 0, {"loss_sum": 0.0, "seen": 0, "seconds": 0.0})
         if master:
-            checkpoint.save(checkpoint_path, checkpoint.training_state(
-                model=model.module if world_size > 1 else model, optimizer=optimizer, scheduler=scheduler,
-                scaler=scaler, epoch=epoch + 1, best_top1=best_top1, rng=rng,
-            ))
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             log(f"epoch {epoch}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
@@ -390,6 +449,7 @@ def main(argv=None):
                 + (f", cutmix alpha {mixing['cutmix_alpha']:g}" if mixing["cutmix_alpha"] else "")
                 + (f", test top-1 {row['test_top1']:.4f}" if "test_top1" in row else ""))
 
+    preemption.restore()
     if master:
         summary = {"final_top1": row.get("val_top1"), "best_top1": best_top1, "final_top5": row.get("val_top5"),
                    "epochs": config.epochs, "images_per_sec": images_per_sec}
@@ -400,3 +460,4 @@ def main(argv=None):
         log(f"done: final top-1 {row.get('val_top1', 0):.4f}, best top-1 {best_top1:.4f}, {images_per_sec:.0f} images/s")
     if dist.is_initialized():
         dist.destroy_process_group()
+    return 0
