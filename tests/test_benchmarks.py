@@ -95,3 +95,12 @@ def test_scale_quick_measures_every_build_and_the_targets(tmp_path):
                                       "broken-off epoch <= 1 s", "memory over 20 broken-off epochs <= 50 MiB",
                                       "error names the file within 1 s"}
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoints_quick_times_a_save_training_and_the_agreement(tmp_path, digits_dir):
+    out = tmp_path / "checkpoints.json"
+    _run("benchmarks.checkpoints", "--quick", "--data", digits_dir, "--json", out)
+    report = json.loads(out.read_text())
+    assert report["save"]["resnet18"]["bytes"] > 40e6 and report["save"]["resnet18"]["save_ms"] > 0
+    assert set(report["training_images_per_sec"]) == {"0", "5"} and "save every 5 / epoch end only" in report["ratios"]
+    assert report["agreement"]["step_ms"] > 0 and len(report["agreement"]["runs"]["poll"]) == 1
