@@ -16,6 +16,17 @@ One plan serves every format, so that exactness is argued once:
   range is a whole number of batches while another rank needs one more batch, its last full batch
   is split in two halves.
 
+- **Repeated augmentation** (:func:`repeated_indices`, ``repeats`` > 0): the samples timm's
+  ``RepeatAugSampler(num_repeats=repeats)`` (DeiT's, timm 1.0.31) gives rank ``rank``, with
+  torchvision's ``RASampler`` seed, ``seed + epoch`` (timm's is the epoch alone: the same for
+  ``seed=0``). The epoch's permutation, each sample repeated ``repeats`` times in a row
+  (``repeat_interleave``; a fractional count as timm's), wrapped round to a multiple of
+  ``world_size`` and dealt out one position to each rank in turn, so the copies of a sample land
+  on ``repeats`` different ranks where ``repeats <= world_size``; each rank keeps the first
+  ``floor(len // 256 · 256 / world_size)`` of its share (``ceil(len / world_size)`` below 256
+  samples, at most its share), then whole batches. An epoch so reads about ``len / repeats``
+  distinct samples, each ``repeats`` times, as DeiT's and ResNet strikes back's recipes train.
+
 Nothing here depends on DALI: ``pipelines.sources`` feeds the plan's batches to the graph.
 """
 
@@ -47,6 +58,28 @@ def train_indices(num_samples, epoch, *, seed, rank, world_size, batch_size):
     per_rank = num_samples // world_size
     mine = permutation(num_samples, seed, epoch)[rank : per_rank * world_size : world_size]
     return mine[: per_rank // batch_size * batch_size]
+
+
+def num_repeated_samples(num_samples, world_size, repeats):
+    """Samples a rank keeps with repeated augmentation: timm 1.0.31's ``RepeatAugSampler.num_selected_samples``
+    (``selected_round=256``), which is torchvision's ``RASampler``'s from 256 samples on."""
+    share = math.ceil(num_samples * repeats / world_size)
+    if num_samples >= 256:
+        selected = math.floor(num_samples // 256 * 256 / world_size)
+    else:
+        selected = math.ceil(num_samples / world_size)
+    return min(selected, share)
+
+
+def repeated_indices(num_samples, epoch, *, seed, rank, world_size, repeats):
+    """This rank's samples of ``epoch`` with repeated augmentation, in reading order (see the module docstring)."""
+    order = permutation(num_samples, seed, epoch)
+    if float(repeats).is_integer():
+        repeated = np.repeat(order, int(repeats))
+    else:  # timm's resampling: position i takes sample i // repeats
+        repeated = order[np.floor_divide(np.arange(math.ceil(repeats * num_samples)), repeats).astype(np.int64)]
+    positions = rank + world_size * np.arange(num_repeated_samples(num_samples, world_size, repeats))
+    return repeated[positions % len(repeated)]
 
 
 def val_range(num_samples, rank, world_size):
@@ -93,25 +126,28 @@ class EpochPlan:
         rank: this rank.
         world_size: the number of ranks.
         batch_size: samples per batch on this rank.
+        repeats: repeated augmentation's count of each sample (train only; 0 is off).
 
     Raises:
         ValueError: for a train split that gives the ranks no whole batch, or a val split that
             cannot give every rank the same number of non-empty batches.
     """
 
-    def __init__(self, num_samples, *, training, seed, rank, world_size, batch_size):
-        if not 0 <= rank < world_size or batch_size < 1:
-            raise ValueError(f"need 0 <= rank < world_size and batch_size >= 1, got rank={rank}, "
-                             f"world_size={world_size}, batch_size={batch_size}")
+    def __init__(self, num_samples, *, training, seed, rank, world_size, batch_size, repeats=0):
+        if not 0 <= rank < world_size or batch_size < 1 or (repeats and not training) or not (repeats == 0 or
+                                                                                          repeats >= 1):
+            raise ValueError(f"need 0 <= rank < world_size, batch_size >= 1 and repeats 0 or >= 1 (train only), got "
+                             f"rank={rank}, world_size={world_size}, batch_size={batch_size}, repeats={repeats}")
         self.num_samples, self.training, self.seed = num_samples, training, seed
-        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.rank, self.world_size, self.batch_size, self.repeats = rank, world_size, batch_size, repeats
         if training:
-            self._len = num_train_batches(num_samples, world_size, batch_size)
+            share = num_repeated_samples(num_samples, world_size, repeats) if repeats else num_samples // world_size
+            self._len = share // batch_size
             if self._len == 0:
                 raise ValueError(
                     f"batch_size={batch_size} gives the ranks no whole batch: each rank's share of the train split "
-                    f"is {num_samples // world_size} of {num_samples} samples over world_size={world_size}; use a "
-                    "smaller batch_size or fewer ranks"
+                    f"is {share} of {num_samples} samples over world_size={world_size}"
+                    f"{f' with aug_repeats={repeats}' if repeats else ''}; use a smaller batch_size or fewer ranks"
                 )
         else:
             self._sizes = val_batch_sizes(num_samples, rank=rank, world_size=world_size, batch_size=batch_size)
@@ -121,13 +157,12 @@ class EpochPlan:
         """Batches per epoch on this rank (the same on every rank)."""
         return self._len
 
-    @property
-    def unseen_per_epoch(self):
-        """Samples no rank reads in an epoch: ``len % (world_size * batch_size)`` for train, 0 for val."""
-        return self.num_samples - self._len * self.world_size * self.batch_size if self.training else 0
-
     def indices(self, epoch):
         """This rank's samples of ``epoch`` in reading order, as an int64 array."""
+        if self.training and self.repeats:
+            mine = repeated_indices(self.num_samples, epoch, seed=self.seed, rank=self.rank,
+                                    world_size=self.world_size, repeats=self.repeats)
+            return mine[: self._len * self.batch_size]
         if self.training:
             return train_indices(self.num_samples, epoch, seed=self.seed, rank=self.rank,
                                  world_size=self.world_size, batch_size=self.batch_size)

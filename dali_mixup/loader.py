@@ -1,7 +1,6 @@
 """``make_loader``: a DALI pipeline as an iterable of torch batches, sharded for torchrun."""
 
 import ctypes
-import dataclasses
 import functools
 import numbers
 import os
@@ -14,6 +13,7 @@ from nvidia.dali import types
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
 from dali_mixup.epochs import EpochPlan
+from dali_mixup.image_options import ImageOptions
 from dali_mixup.mixup import Mixing
 from pipelines import augment as augment_lib
 from pipelines import images as image_pipelines
@@ -23,7 +23,6 @@ from pipelines.sources import SOURCES, BrokenSamples, Feed
 DATASETS = tuple(SOURCES)
 STATE_FORMAT = "dali-mixup-loader-state-v1"
 AUGMENTS = tuple(augment_lib.AUGMENTS)
-AutoAugment = augment_lib.AutoAugment  # the trainer checks --auto-augment with it
 
 
 class DaliLoader:
@@ -147,7 +146,8 @@ class DaliLoader:
         pending = self._state == "rebuild"  # mixup_enabled changed: the next iter() builds a fresh pipeline
         return {
             "format": STATE_FORMAT, "dali": nvidia.dali.__version__,
-            "plan": [plan.num_samples, plan.training, plan.seed, plan.rank, plan.world_size, plan.batch_size],
+            "plan": [plan.num_samples, plan.training, plan.seed, plan.rank, plan.world_size, plan.batch_size,
+                     plan.repeats],
             "state": self._state, "epoch": self._epoch_in_progress, "position": self._position,
             "next_epoch": self._next_epoch, "mixing_enabled": self._mixing_enabled, "builds": self._builds,
             "checkpoint": None if pending else self._iterator.checkpoints()[0],
@@ -167,11 +167,12 @@ class DaliLoader:
             raise ValueError(f"the state was saved with DALI {state['dali']}, this is DALI {nvidia.dali.__version__}: "
                              "DALI's checkpoints are read by the version that wrote them")
         plan = self._feed.plan
-        ours = [plan.num_samples, plan.training, plan.seed, plan.rank, plan.world_size, plan.batch_size]
-        if list(state["plan"]) != ours:
-            names = ("samples", "training", "seed", "rank", "world_size", "batch_size")
+        ours = [plan.num_samples, plan.training, plan.seed, plan.rank, plan.world_size, plan.batch_size, plan.repeats]
+        theirs = list(state["plan"]) + [0] * (len(ours) - len(state["plan"]))  # (states from before aug_repeats)
+        if theirs != ours:
+            names = ("samples", "training", "seed", "rank", "world_size", "batch_size", "aug_repeats")
             differ = ", ".join(f"{name} {theirs!r} (here {mine!r})" for name, theirs, mine in
-                               zip(names, state["plan"], ours) if theirs != mine)
+                               zip(names, theirs, ours) if theirs != mine)
             raise ValueError(f"the state is of another loader: {differ}")
         self._mixing_enabled = state["mixing_enabled"]
         self._next_epoch, self._epoch_in_progress = state["next_epoch"], state["epoch"]
@@ -310,51 +311,40 @@ def _source_class(dataset):
     return getattr(source, "func", source)  # (CIFAR's sources are partials of one class)
 
 
-def _check_options(dataset, split, root, file_list, augment, adjust_orientation):
+def _check_options(dataset, split, root, file_list):
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     splits = _source_class(dataset).splits
     if split not in splits:
         raise ValueError(f"split must be one of {splits} for dataset={dataset!r}, got {split!r}")
-    if augment is not None and augment not in AUGMENTS:
-        raise ValueError(f"augment must be one of {AUGMENTS} (or None for the dataset's own), got {augment!r}")
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"root must be a path, got {type(root).__name__} ({root!r})")
     if not os.path.exists(root):
         raise FileNotFoundError(f"root {os.fspath(root)!r} does not exist")
     if (file_list is None) == (dataset == "filelist"):
         raise ValueError(f"file_list is needed with dataset='filelist' and only then; got {file_list!r}")
-    if not isinstance(adjust_orientation, bool):
-        raise TypeError(f"adjust_orientation must be a bool, got {type(adjust_orientation).__name__}")
 
 
-def _train_options(split, mixing_args, auto_augment, reprob, remode):
-    """The train split's mixing (``Mixing``) and crop-policy options, checked; they apply to train only."""
+def _mixing(split, mixing_args):
+    """The train split's mixing (``Mixing``), checked; it applies to train only."""
     alpha = mixing_args["alpha"]
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0:
         raise ValueError(f"mixup_alpha must be a number >= 0 (0 turns mixup off), got {alpha!r}")
     mixing = Mixing(**mixing_args)
-    _check_fraction("reprob", reprob, 0.0)
-    policies = [augment_lib.AutoAugment(auto_augment)] if auto_augment is not None else []
-    if remode not in ("const", "pixel"):
-        raise ValueError(f"remode must be 'const' or 'pixel', got {remode!r}")
-    defaults = Mixing()
-    if split != "train" and (mixing != dataclasses.replace(defaults, label_smoothing=mixing.label_smoothing)
-                           or mixing.label_smoothing or policies or reprob):
-        raise ValueError("mixup_alpha, per_sample, label_smoothing, the CutMix options, auto_augment and reprob "
-                         "apply to split='train' only")
-    return mixing, policies
+    if split != "train" and mixing != Mixing():
+        raise ValueError("mixup_alpha, per_sample, pairs, label_smoothing and the CutMix options apply to split='train' "
+                         "only")
+    return mixing
 
 
-# make_loader's options for images, at their defaults; an audio dataset takes none of them.
-_IMAGE_OPTIONS = {"crop_size": None, "min_crop_area": 0.08, "hflip": 0.5, "augment": None, "adjust_orientation": False,
-                  "channels_last": False, "auto_augment": None, "reprob": 0.0, "remode": "const", "crop_pct": 0.875}
-
-
-def _check_audio_options(dataset, options):
-    changed = [name for name, default in _IMAGE_OPTIONS.items() if options[name] != default]
-    if changed:
-        raise ValueError(f"{', '.join(changed)} apply to image datasets, not dataset={dataset!r} (audio)")
+def _repeats(aug_repeats, training):
+    """The repeated augmentation's count: 0 (off), or a number >= 1 on the train split."""
+    if isinstance(aug_repeats, bool) or not isinstance(aug_repeats, numbers.Real) or not (
+            aug_repeats == 0 or aug_repeats >= 1):
+        raise ValueError(f"aug_repeats must be 0 (off) or a number >= 1, got {aug_repeats!r}")
+    if aug_repeats and not training:
+        raise ValueError("aug_repeats applies to split='train' only")
+    return aug_repeats
 
 
 def _image_dtype(dtype, device):
@@ -432,30 +422,16 @@ def _check_distributed(rank, world_size, local_rank, device, device_index):
     return rank, world_size, local_rank
 
 
-def _image_pipeline(source, training, policies, *, crop_size, min_crop_area, hflip, augment,
-                    adjust_orientation, reprob, remode, crop_pct):
-    """The train or val pipeline of ``pipelines.images`` for an image source, its crops and crop policies
-    (``policies`` holds the automatic augmentation, if any; random erasing is added here)."""
-    crop_size = crop_size or source.image_size or 224
-    augment = augment or ("pad_crop" if source.image_size else "random_resized_crop")
-    augment_args = {"crop_size": crop_size, "hflip": hflip, "adjust_orientation": adjust_orientation}
-    if augment == "random_resized_crop":
-        augment_args.update(min_crop_area=min_crop_area, crop_pct=crop_pct)
-    else:  # pad_crop has neither: refuse them rather than ignore them
-        given = [name for name, value, default in (("min_crop_area", min_crop_area, _IMAGE_OPTIONS["min_crop_area"]),
-                                                    ("crop_pct", crop_pct, _IMAGE_OPTIONS["crop_pct"]))
-                 if value != default]
-        if given:
-            raise ValueError(f"{', '.join(given)} apply to augment='random_resized_crop', not '{augment}'")
-    augment = augment_lib.AUGMENTS[augment](**augment_args)
-    if reprob:
-        policies.append(augment_lib.RandomErasing(reprob, remode, tuple(source.mean), tuple(source.std)))
-    if training:
-        # DALI's conditionals transpile the pipeline's Python (about 0.9 s a build here): only where they are needed.
-        conditionals = any(isinstance(policy, augment_lib.AutoAugment) for policy in policies)
-        return functools.partial(image_pipelines.train_pipeline, augment=augment, policies=tuple(policies),
-                                 enable_conditionals=conditionals)
-    return functools.partial(image_pipelines.val_pipeline, augment=augment)
+def _image_pipeline(source, training, options):
+    """The train or val pipeline of ``pipelines.images`` for an image source and the image options."""
+    crop = options.crop(source, training)
+    normalize = options.normalize(source)
+    if not training:
+        return functools.partial(image_pipelines.val_pipeline, augment=crop, normalize=normalize)
+    policies = tuple(options.policies(source))
+    # DALI's conditionals transpile the pipeline's Python (about 0.9 s a build here): only where a policy needs them.
+    return functools.partial(image_pipelines.train_pipeline, augment=crop, policies=policies,
+                             erasing=options.erasing(), normalize=normalize, enable_conditionals=bool(policies))
 
 
 def _speech_pipeline(training):
@@ -474,11 +450,16 @@ def make_loader(
     num_classes=None,
     mixup_alpha=0.0,
     per_sample=False,
+    pairs=False,
     label_smoothing=0.0,
     soft_targets=False,
     crop_size=None,
-    min_crop_area=0.08,
+    scale=None,
+    ratio=(3 / 4, 4 / 3),
+    min_crop_area=None,
     hflip=0.5,
+    vflip=0.0,
+    interpolation="bilinear",
     augment=None,
     adjust_orientation=False,
     channels_last=False,
@@ -493,11 +474,25 @@ def make_loader(
     mix_prob=1.0,
     switch_prob=0.5,
     auto_augment=None,
+    color_jitter=None,
+    color_jitter_prob=None,
+    grayscale_prob=0.0,
+    gaussian_blur_prob=0.0,
     reprob=0.0,
     remode="const",
-    crop_pct=0.875,
+    recount=1,
+    mean=None,
+    std=None,
+    crop_pct=None,
+    crop_mode="center",
+    resize_size=None,
+    aug_repeats=0,
 ):
     """Build the DALI pipeline for a dataset and wrap it as a ``DataLoader``-like iterable (:class:`DaliLoader`).
+
+    The image options take timm's ``create_transform`` / ``create_loader`` names and meanings (the README
+    has the table, option by option, beside torchvision's reference flags); their defaults are ours,
+    the same as before each was added, so that no existing run changes.
 
     Args:
         dataset: ``"imagefolder"`` (``root/class_x/**/*.JPEG``, classes, files and labels exactly
@@ -519,15 +514,24 @@ def make_loader(
             agree with the data otherwise.
         mixup_alpha: Beta(α, α) for mixup on the train split; 0 is ERM.
         per_sample: one λ per sample instead of one per batch.
+        pairs: timm's ``mode="pair"``: samples ``i`` and ``B − 1 − i`` of a batch mix with each
+            other, both ways, with one draw (λ, switch, ``mix_prob``, box) per pair; ``batch_size``
+            must be even.
         label_smoothing: smoothing of the one-hot targets, in ``[0, 1)``.
         soft_targets: train targets as float32 rows ``[B, num_classes]`` even where nothing mixes
             or smooths them (one-hot rows); by default such targets are int64 class ids ``[B]``,
             as a ``DataLoader`` gives them. Mixed or smoothed targets are always soft.
         crop_size: side of the output images; None is 224, or 32 for CIFAR.
-        min_crop_area: with ``augment="random_resized_crop"``, train crops cover a random
-            fraction in ``[min_crop_area, 1]`` of the image (torchvision's and timm's ``scale``
-            lower bound).
+        scale: ``(lo, hi)``: train's random-resized crops cover a share of the image's area uniform
+            in it (torchvision's and timm's ``scale``); None is ``(0.08, 1)``.
+        ratio: ``(lo, hi)``: their aspect ratio (width / height), log-uniform in it (``ratio``).
+        min_crop_area: ``scale``'s lower bound, the upper being 1 (the option from before ``scale``).
         hflip: probability of a horizontal flip in training.
+        vflip: probability of a vertical flip in training (timm's ``vflip``; a pass of its own).
+        interpolation: the resize's filter: ``"bilinear"`` (antialiased as PIL's), ``"bicubic"``,
+            ``"nearest"``, ``"lanczos"``, or on the train split's random-resized crops ``"random"``
+            (bilinear or bicubic per crop, timm's). timm's ``create_loader`` takes one for the
+            loader as this does; ``train.py`` passes ``--train-interpolation`` to the train loader.
         augment: ``"random_resized_crop"`` (ImageNet's: random-resized crops for train,
             torchvision's resize and center crop for val) or ``"pad_crop"`` (CIFAR's: resize to
             ``crop_size`` if needed, pad 4 pixels with zeros and take a random crop for train;
@@ -551,13 +555,36 @@ def make_loader(
         cutmix_minmax: None, or ``(lo, hi)``: CutMix box sides uniform in ``[lo, hi)`` of the image's.
         mix_prob: the probability of mixing a batch (a sample, with ``per_sample``) at all (timm's ``prob``).
         switch_prob: with mixup and CutMix both on, the probability of CutMix.
-        auto_augment: None, or ``"rand-m<M>-n<N>[-inc1]"``, ``"trivial"``, ``"autoaugment"``:
-            DALI's automatic augmentation of the train crops, ``rand-...`` named as in timm (see
-            ``pipelines.augment.AutoAugment`` for how DALI's differ).
-        reprob: the probability of random erasing a train crop (timm's ``re_prob``), before it is mixed.
-        remode: ``"const"`` (the mean colour, within 0.5/std of 0 once normalized) or ``"pixel"`` (per-pixel noise).
-        crop_pct: with ``augment="random_resized_crop"``, val's center crop as a share of the
-            resized image (timm's ``crop_pct``; 0.875 is torchvision's 224 of 256).
+        auto_augment: None, or an automatic augmentation of the train crops by name (see
+            ``pipelines.auto_augment``): ``"rand-m9-mstd0.5-inc1"`` and the rest of timm's RandAugment
+            grammar (timm's ops, probabilities and magnitude noise), ``"dali-rand-m9-n2"`` (DALI's
+            RandAugment), ``"ra"``, ``"ta_wide"``, ``"imagenet"`` (torchvision's names; ``"trivial"``,
+            ``"autoaugment"`` too); ``"augmix"`` is refused.
+        color_jitter: None (off), or timm's ``color_jitter``: a number (brightness, contrast and
+            saturation, no hue) or 3 or 4 of them (the 4th hue), torchvision's ``ColorJitter``; off
+            while ``auto_augment`` is on, as timm's (said in a warning). timm's default is 0.4, ours off.
+        color_jitter_prob: None (always), or the probability of jittering a crop at all.
+        grayscale_prob: the probability of turning a train crop grey (``RandomGrayscale``).
+        gaussian_blur_prob: the probability of blurring a train crop (``GaussianBlur(23)``, σ in [0.1, 2]).
+        reprob: the probability of random erasing a train crop (timm's ``re_prob``), after it is
+            normalized and before it is mixed; then the crops are normalized and mixed with stock
+            DALI operators, not the fused one.
+        remode: erasing's fill, timm's: ``"const"`` (0 once normalized), ``"rand"`` (a normal colour a
+            box) or ``"pixel"`` (normal noise).
+        recount: the most boxes erased in a crop (timm's ``re_count``), their number uniform in ``[1, recount]``.
+        mean: per-channel mean on the 0-1 scale, as timm's (e.g. ``(0.5, 0.5, 0.5)``); None is the
+            dataset's (ImageNet's or CIFAR's). With ``std``.
+        std: per-channel standard deviation on the 0-1 scale; None is the dataset's.
+        crop_pct: with ``augment="random_resized_crop"``, val's crop as a share of the resize, which is
+            ``floor(crop_size / crop_pct)`` (timm's ``crop_pct``); None is 0.875 (224 of 256).
+        crop_mode: val's ``"center"`` (shorter side resized, center crop; torchvision's),
+            ``"squash"`` (both sides resized, center crop) or ``"border"`` (longer side resized, the
+            crop padded with the mean colour), timm's ``crop_mode``.
+        resize_size: val's resize size, instead of ``crop_pct``'s (torchvision's ``--val-resize-size``).
+        aug_repeats: repeated augmentation (timm's ``--aug-repeats``, torchvision's ``--ra-reps`` with
+            ``--ra-sampler``): each train sample ``aug_repeats`` times an epoch, spread over the ranks,
+            each copy augmented on its own; the epoch is as long as timm's ``RepeatAugSampler``
+            makes it (see ``dali_mixup.epochs``). 0 is off.
 
     Returns:
         A :class:`DaliLoader`.
@@ -568,45 +595,51 @@ def make_loader(
             non-empty batches (``dali_mixup.epochs``); FileNotFoundError for missing data;
             ValueError naming the file and line for a label outside ``[0, num_classes)``.
     """
-    _check_options(dataset, split, root, file_list, augment, adjust_orientation)
+    _check_options(dataset, split, root, file_list)
     device_kind, device_index = _device(device)
     if device_kind is None:
         raise ValueError(f"device must be 'gpu', 'cuda', 'cuda:N', 'cpu' or a torch.device of those, got {device!r}")
     for name, value, minimum in (("batch_size", batch_size, 1), ("num_threads", num_threads, 0), ("seed", seed, 0)):
         _check_int(name, value, minimum)
     num_threads = max(1, num_threads)  # a DataLoader's num_workers=0 (load in this process): one DALI thread
-    for name, value in (("crop_size", crop_size), ("num_classes", num_classes)):
-        if value is not None:
-            _check_int(name, value, 1)
-    _check_fraction("min_crop_area", min_crop_area, 1e-6)
-    _check_fraction("hflip", hflip, 0.0)
-    _check_fraction("crop_pct", crop_pct, 1e-6)
+    if num_classes is not None:
+        _check_int("num_classes", num_classes, 1)
     if not isinstance(soft_targets, bool):
         raise TypeError(f"soft_targets must be a bool, got {type(soft_targets).__name__} ({soft_targets!r})")
+    if not isinstance(channels_last, bool):
+        raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__} ({channels_last!r})")
     rank, world_size, local_rank = _check_distributed(rank, world_size, local_rank, device_kind, device_index)
     image_dtype = _image_dtype(dtype, device_kind)
     training = split == "train"
-    mixing, policies = _train_options(
-        split, dict(alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, cutmix_minmax=cutmix_minmax, prob=mix_prob,
-                    switch_prob=switch_prob, per_sample=per_sample, label_smoothing=label_smoothing),
-        auto_augment, reprob, remode)
-
-    image_options = dict(crop_size=crop_size, min_crop_area=min_crop_area, hflip=hflip, augment=augment,
-                         adjust_orientation=adjust_orientation, reprob=reprob, remode=remode, crop_pct=crop_pct)
+    mixing = _mixing(split, dict(alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, cutmix_minmax=cutmix_minmax,
+                                 prob=mix_prob, switch_prob=switch_prob, per_sample=per_sample, pairs=pairs,
+                                 label_smoothing=label_smoothing))
+    if mixing.pairs and batch_size % 2:
+        raise ValueError(f"pairs=True mixes samples i and batch_size - 1 - i: batch_size must be even, got {batch_size}")
+    options = ImageOptions(
+        crop_size=crop_size, augment=augment, scale=scale, ratio=ratio, min_crop_area=min_crop_area, hflip=hflip,
+        vflip=vflip, interpolation=interpolation, adjust_orientation=adjust_orientation, crop_pct=crop_pct,
+        crop_mode=crop_mode, resize_size=resize_size, mean=mean, std=std, auto_augment=auto_augment,
+        color_jitter=color_jitter, color_jitter_prob=color_jitter_prob, grayscale_prob=grayscale_prob,
+        gaussian_blur_prob=gaussian_blur_prob, reprob=reprob, remode=remode, recount=recount)
+    options.check_split(split)
+    repeats = _repeats(aug_repeats, training)
     if _source_class(dataset).modality == "audio":
-        _check_audio_options(dataset, {**image_options, "channels_last": channels_last, "auto_augment": auto_augment})
+        changed = options.changed() + (["channels_last"] if channels_last else [])
+        if changed:
+            raise ValueError(f"{', '.join(changed)} apply to image datasets, not dataset={dataset!r} (audio)")
 
     source = SOURCES[dataset](os.fspath(root), split=split, file_list=file_list, num_classes=num_classes)
     _release_free_memory()  # the scan's temporaries (arrays the size of the file list or the indexes)
     plan = EpochPlan(len(source), training=training, seed=seed, rank=rank, world_size=world_size,
-                     batch_size=batch_size)
+                     batch_size=batch_size, repeats=repeats)
     common = {"device": device_kind, "image_dtype": image_dtype, "batch_size": batch_size, "num_threads": num_threads,
               "device_id": local_rank if device_kind == "gpu" else None}
     if source.modality == "audio":
         pipeline = _speech_pipeline(training)
     else:
         common["channels_last"] = channels_last
-        pipeline = _image_pipeline(source, training, policies, **image_options)
+        pipeline = _image_pipeline(source, training, options)
     # Mixed or smoothed targets are soft whatever is asked; the others only on request.
     soft = soft_targets or mixing.mixes or mixing.label_smoothing > 0
 

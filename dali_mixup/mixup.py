@@ -7,8 +7,10 @@ import math
 import numbers
 import os
 
+import numpy as np
 import nvidia.dali.math as dmath
 from nvidia.dali import fn, types
+from nvidia.dali.pipeline import Pipeline
 
 log = logging.getLogger("dali_mixup")
 
@@ -35,6 +37,9 @@ class Mixing:
         switch_prob: with both mixup and CutMix on, the probability of CutMix instead of mixup.
         per_sample: draw λ, the switch, ``prob`` and the box for every sample (timm's ``elem``
             mode) instead of once for the batch.
+        pairs: timm's ``pair`` mode: samples ``i`` and ``B − 1 − i`` mix with each other, both ways,
+            with one draw of λ, the switch, ``prob`` and the box for the pair (the batch must be
+            full and even; not with ``per_sample``).
         correct_lam: CutMix's target weight becomes ``1 − box area / (H·W)``, the share of its own
             pixels (always so with ``cutmix_minmax``).
         label_smoothing: ε in ``[0, 1)``: the one-hot rows become ``(1 − ε)·onehot + ε/C``.
@@ -46,6 +51,7 @@ class Mixing:
     prob: float = 1.0
     switch_prob: float = 0.5
     per_sample: bool = False
+    pairs: bool = False
     correct_lam: bool = True
     label_smoothing: float = 0.0
 
@@ -55,7 +61,7 @@ class Mixing:
         _number("prob", self.prob, 0.0, 1.0)
         _number("switch_prob", self.switch_prob, 0.0, 1.0)
         _number("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        for name in ("per_sample", "correct_lam"):
+        for name in ("per_sample", "pairs", "correct_lam"):
             if not isinstance(getattr(self, name), bool):
                 value = getattr(self, name)
                 raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
@@ -66,6 +72,8 @@ class Mixing:
                     or not 0 < minmax[0] < minmax[1] <= 1):
                 raise ValueError(f"cutmix_minmax must be (lo, hi) with 0 < lo < hi <= 1, got {minmax!r}")
             object.__setattr__(self, "cutmix_minmax", (float(minmax[0]), float(minmax[1])))
+        if self.per_sample and self.pairs:
+            raise ValueError("per_sample (timm's mode='elem') and pairs (its mode='pair') are two modes: choose one")
 
     @property
     def cutmix(self):
@@ -147,18 +155,37 @@ def _cutmix_box(mixing, lam, uniform, size):
     return box, area
 
 
+def _pair_partners(batch_size):
+    """Each sample's partner in timm's pair mode, ``B − 1 − i``, as an int32 graph node on the CPU.
+
+    No DALI operator gives a sample its index in the batch, so a stateless external source does
+    (DALI's checkpoints take it: it is a one-argument callable); the batches must be full.
+    """
+    partners = [np.int32(batch_size - 1 - i) for i in range(batch_size)]
+    return fn.external_source(source=lambda batch_info: partners, batch=True, batch_info=True, dtype=types.INT32,
+                              ndim=0)
+
+
 def _draw(mixing, image_size):
     """``(lam, perm, box)`` drawn in the graph on the CPU: the weight of each sample's own label
     (float32), its partner (int32), and its CutMix box (int32 ``[4]``, empty for a blended or
-    untouched sample; None without CutMix). Per sample or, as in timm's batch mode, one draw for
-    the batch: then every sample takes the first sample's. ``image_size()`` gives ``[height,
+    untouched sample; None without CutMix). Per sample; or, as in timm's batch mode, one draw for
+    the batch: every sample takes the first sample's; or, in pair mode, one draw for each pair
+    ``(i, B − 1 − i)``, which are each other's partners. ``image_size()`` gives ``[height,
     width]`` as a float32 graph node, for CutMix's box."""
-    perm = fn.batch_permutation()
+    if mixing.pairs:
+        batch_size = Pipeline.current().max_batch_size
+        perm = _pair_partners(batch_size)
+        firsts = [min(i, batch_size - 1 - i) for i in range(batch_size)]  # the pair's first sample draws for both
+    else:
+        perm = fn.batch_permutation()
     first = []  # every sample's index of the first sample, made once
 
     def once(node):
         if mixing.per_sample:
             return node
+        if mixing.pairs:
+            return fn.permute_batch(node, indices=firsts)
         if not first:
             first.append(perm * 0)
         return fn.permute_batch(node, indices=first[0])
@@ -254,6 +281,7 @@ def mixup(
     num_classes,
     alpha,
     per_sample=False,
+    pairs=False,
     label_smoothing=0.0,
     return_params=False,
     dtype=types.FLOAT,
@@ -285,6 +313,9 @@ def mixup(
         alpha: mixup's Beta concentration, ``>= 0``. The paper uses 1 for CIFAR and 0.2 for ImageNet.
         per_sample: draw λ (and the switch, ``prob`` and the box) for each sample instead of once
             for the batch (timm's ``elem`` mode; the paper draws once per batch).
+        pairs: timm's ``pair`` mode: sample ``i`` and sample ``B − 1 − i`` are each other's partner
+            and share one draw of λ (and the switch, ``prob`` and the box), so each pair is mixed
+            both ways. The pipeline's batches must be full and its batch size even, as timm's.
         label_smoothing: ``eps`` in ``[0, 1)``; the one-hot rows become
             ``(1 - eps) * one_hot + eps / num_classes`` before the blend.
         return_params: also return ``λ`` (float32, the weight of each sample's own label) and
@@ -317,8 +348,11 @@ def mixup(
     """
     _check_args(num_classes, return_params, dtype)
     mixing = Mixing(alpha=alpha, cutmix_alpha=cutmix_alpha, cutmix_minmax=cutmix_minmax, prob=prob,
-                    switch_prob=switch_prob, per_sample=per_sample, correct_lam=correct_lam,
+                    switch_prob=switch_prob, per_sample=per_sample, pairs=pairs, correct_lam=correct_lam,
                     label_smoothing=label_smoothing)
+    if mixing.pairs and mixing.mixes and Pipeline.current().max_batch_size % 2:
+        raise ValueError(f"pairs=True mixes samples i and B - 1 - i: the batch size must be even, got "
+                         f"{Pipeline.current().max_batch_size}")
     _check_normalize_args(mean, std, mirror, output_layout, mixing.cutmix)
     on_gpu = images.device == "gpu"
     if dtype == types.FLOAT16 and not on_gpu:

@@ -8,27 +8,31 @@ crop policies of ``pipelines.augment``) and thin ``@pipeline_def`` wrappers add 
 
 import dataclasses
 
-from nvidia.dali import fn, pipeline_def
+from nvidia.dali import fn, pipeline_def, types
 
 from dali_mixup.mixup import mixup
+
 
 def _layout(channels_last):
     return "HWC" if channels_last else "CHW"
 
 
-@pipeline_def(enable_conditionals=True)  # for the automatic augmentations' per-sample choice of ops; the
-# loader turns them off (enable_conditionals=False at the call) where no automatic augmentation is used
-def train_pipeline(feed, augment, mixing, *, policies, device, channels_last, image_dtype, soft_targets):
+@pipeline_def(enable_conditionals=True)  # for the crop policies' per-sample choices; the loader turns them
+# off (enable_conditionals=False at the call) where no policy needs them
+def train_pipeline(feed, augment, mixing, *, policies, erasing, normalize, device, channels_last, image_dtype,
+                   soft_targets):
     """Train batches: ``(images, targets)``, targets soft ``[B, num_classes]`` or, with ``soft_targets`` off, class ids.
 
     Args:
         feed: a ``pipelines.sources.Feed``: the source and this rank's batches of each epoch.
         augment: ``pipelines.augment.RandomResizedCrop`` or ``PadCrop``.
-        mixing: :class:`dali_mixup.mixup.Mixing`; :func:`dali_mixup.mixup` also flips, normalizes (with the
-            source's mean and std) and lays out the crops, in one pass when its fused
-            operator is built.
-        policies: crop policies applied in turn to the uint8 crops (``AutoAugment``,
-            ``RandomErasing``), before they are mixed.
+        mixing: :class:`dali_mixup.mixup.Mixing`; :func:`dali_mixup.mixup` also flips, normalizes and lays
+            out the crops, in one pass when its fused operator is built.
+        policies: crop policies applied in turn to the uint8 crops (``AutoAugment``, ``ColorJitter``,
+            ``RandomGrayscale``, ``GaussianBlur``), before they are mixed.
+        erasing: None, or ``pipelines.augment.RandomErasing``, applied to the normalized crops before they are
+            mixed, as timm's.
+        normalize: ``(mean, std)``, per channel on the 0-255 scale.
         device: ``"gpu"`` or ``"cpu"``.
         channels_last: NHWC output instead of NCHW.
         image_dtype: ``types.FLOAT``, or ``types.FLOAT16`` on the GPU (half the bytes, for AMP).
@@ -41,17 +45,23 @@ def train_pipeline(feed, augment, mixing, *, policies, device, channels_last, im
     for policy in policies:
         crops = policy.apply(crops, augment.crop_size)
     mirror = fn.random.coin_flip(probability=augment.hflip)
-    images, targets = mixup(
-        crops,
-        labels,
-        num_classes=source.num_classes,
-        **dataclasses.asdict(mixing),
-        dtype=image_dtype,
-        mean=source.mean,
-        std=source.std,
-        mirror=mirror,
-        output_layout=_layout(channels_last),
-    )
+    mean, std = normalize
+    layout = _layout(channels_last)
+    if erasing is None:
+        images, targets = mixup(crops, labels, num_classes=source.num_classes, **dataclasses.asdict(mixing),
+                                dtype=image_dtype, mean=mean, std=std, mirror=mirror, output_layout=layout)
+        return images, targets if soft_targets else _on(labels, device)
+    # timm erases the normalized crops: flip and normalize them first (float32, HWC), erase, then mix the
+    # float crops, with stock operators (about six passes more than the fused operator's one).
+    images = fn.crop_mirror_normalize(crops, dtype=types.FLOAT, output_layout="HWC", mean=mean, std=std,
+                                      mirror=mirror)
+    images = erasing.apply(images, augment.crop_size)
+    if image_dtype != types.FLOAT:
+        images = fn.cast(images, dtype=image_dtype)
+    images, targets = mixup(images, labels, num_classes=source.num_classes, **dataclasses.asdict(mixing),
+                            dtype=image_dtype, output_layout="HWC" if mixing.cutmix else None)
+    if layout == "CHW":
+        images = fn.transpose(images, perm=[2, 0, 1], output_layout="CHW")
     return images, targets if soft_targets else _on(labels, device)
 
 
@@ -61,11 +71,12 @@ def _on(labels, device):
 
 
 @pipeline_def
-def val_pipeline(feed, augment, *, device, channels_last, image_dtype):
+def val_pipeline(feed, augment, *, normalize, device, channels_last, image_dtype):
     """Val batches: ``(images, labels)``, normalized images and integer labels; arguments as :func:`train_pipeline`."""
     source = feed.source
     images, labels = source.read(feed, device=device)
     images, window = augment.val(images, encoded=source.encoded, device=device, image_size=source.image_size)
+    mean, std = normalize
     images = fn.crop_mirror_normalize(images, dtype=image_dtype, output_layout=_layout(channels_last),
-                                      mean=source.mean, std=source.std, **window)
+                                      mean=mean, std=std, **window)
     return images, _on(labels, device)

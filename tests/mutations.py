@@ -1,6 +1,6 @@
 """The checks that guard the README's promises, each with a mutation of the code it was seen to catch.
 
-    python tests/mutations.py [--only WORD] [--list]
+    python tests/mutations.py [--only WORD] [--list | --markdown]
 
 For every entry, the mutation (one textual change to one file) is applied, the named tests run,
 and the file is put back: a test run that passes on the broken code is reported as MISSED, and the
@@ -89,6 +89,9 @@ MUTATIONS = [
      "      inside.Apply(row_i, row_j, dst, s.box[1], s.box[3]);",
      "      inside.Apply(row_i, row_j, dst, s.box[1], s.box[3] - 1);",
      ["tests/test_cutmix.py", "-k", "matches_the_reference and cpu and fused"]),
+    ("pair mode draws once for each pair (i, B - 1 - i)", "dali_mixup/mixup.py",
+     "            return fn.permute_batch(node, indices=firsts)", "            return node",
+     ["tests/test_cutmix.py", "-k", "pairs_mix"]),
     ("switch_prob is the probability of CutMix", "dali_mixup/mixup.py",
      "        cut = once(_as_float(fn.random.coin_flip(probability=mixing.switch_prob)))",
      "        cut = once(_as_float(fn.random.coin_flip(probability=1 - mixing.switch_prob)))",
@@ -100,20 +103,40 @@ MUTATIONS = [
     ("the reference pastes the partner's box, as timm", "dali_mixup/reference.py",
      "            mixed[i][region] = x[perm[i]][region]", "            mixed[i][region] = x[i][region]",
      ["tests/test_cutmix.py", "-k", "timm"]),
-    ("random erasing fills with the mean colour", "pipelines/augment.py",
-     "                            fill_value=[float(round(m)) for m in self.mean])",
-     "                            fill_value=[float(round(m)) + 1 for m in self.mean])",
-     ["tests/test_augment.py", "-k", "const"]),
+    ("const erasing fills 0 once normalized, as timm's", "pipelines/augment.py",
+     'return fn.erase(images, anchor=anchor, shape=shape, axis_names="HW", fill_value=0.0)',
+     'return fn.erase(images, anchor=anchor, shape=shape, axis_names="HW", fill_value=0.5)',
+     ["tests/test_augment.py", "-k", "fills_its_boxes and const and cpu"]),
     ("random erasing boxes are at most a third of the image", "pipelines/augment.py",
-     "        area = fn.random.uniform(range=[0.02, 1 / 3], shape=[self.tries]) * float(size * size)",
-     "        area = fn.random.uniform(range=[0.02, 2 / 3], shape=[self.tries]) * float(size * size)",
-     ["tests/test_augment.py", "-k", "const"]),
+     "    area = (0.02, 1 / 3)", "    area = (0.02, 2 / 3)", ["tests/test_augment.py", "-k", "erasings_boxes"]),
+    ("re_count erases 1 to recount boxes", "pipelines/augment.py",
+     "values=list(range(1, self.count + 1)), dtype=types.INT32)", "values=[self.count], dtype=types.INT32)",
+     ["tests/test_augment.py", "-k", "erasings_boxes"]),
     ("pixel erasing is N(0, 1) once normalized", "pipelines/augment.py",
-     "        noise = noise * np.asarray(self.std, np.float32) + np.asarray(self.mean, np.float32)",
-     "        noise = noise * np.asarray(self.std, np.float32) * 0.5 + np.asarray(self.mean, np.float32)",
-     ["tests/test_augment.py", "-k", "pixel"]),
+     "patch = fn.random.normal(shape=fn.stack(height[k], width[k], 3), device=images.device)",
+     "patch = fn.random.normal(shape=fn.stack(height[k], width[k], 3), device=images.device) * 0.5",
+     ["tests/test_augment.py", "-k", "fills_its_boxes and pixel and cpu"]),
+    ("timm's RandAugment applies each chosen op with probability p", "pipelines/auto_augment.py",
+     "applied = fn.random.coin_flip(probability=self.prob, dtype=types.INT32)",
+     "applied = fn.random.coin_flip(probability=1.0, dtype=types.INT32)",
+     ["tests/test_rand_augment.py", "-k", "draws_follow"]),
+    ("timm's RandAugment adds mstd's noise to the magnitude", "pipelines/auto_augment.py",
+     "level = fn.random.normal(mean=float(self.magnitude), stddev=float(self.magnitude_std))",
+     "level = fn.random.normal(mean=float(self.magnitude), stddev=float(self.magnitude_std) * 0.5)",
+     ["tests/test_rand_augment.py", "-k", "draws_follow"]),
+    ("timm's Solarize threshold", "pipelines/auto_augment.py",
+     "return _solarize_at(data, dmath.min(256.0, dmath.floor(level * 256.0 / 10.0)))",
+     "return _solarize_at(data, dmath.min(256.0, dmath.floor(level * 200.0 / 10.0)))",
+     ["tests/test_rand_augment.py", "-k", "each_op and cpu"]),
+    ("color jitter applies its ops in a random order", "pipelines/augment.py",
+     "order = orders[fn.random.uniform(values=list(range(math.factorial(len(on)))), dtype=types.INT32)]",
+     "order = orders[fn.random.uniform(values=[0], dtype=types.INT32)]",
+     ["tests/test_augment.py", "-k", "factors_and_order"]),
+    ("repeated augmentation is timm's RepeatAugSampler", "dali_mixup/epochs.py",
+     "        repeated = np.repeat(order, int(repeats))", "        repeated = np.tile(order, int(repeats))",
+     ["tests/test_repeated_augmentation.py", "-k", "repeat_aug_samplers"]),
     ("val's crop_pct is timm's", "pipelines/augment.py",
-     "    size = math.floor(crop_size / crop_pct + 1e-9)", "    size = round(crop_size / crop_pct)",
+     "    return math.floor(crop_size / crop_pct + 1e-9)", "    return round(crop_size / crop_pct)",
      ["tests/test_augment.py", "-k", "crop_pct"]),
     ("--bce-target-thresh binarizes as timm's", "train/trainer.py",
      "            targets = (targets > threshold).to(targets.dtype)", "            targets = targets",
@@ -132,16 +155,16 @@ MUTATIONS = [
      "sorted(os.walk(folder, followlinks=True))", "sorted(os.walk(folder))",
      ["tests/test_parity.py", "-k", "finds_what"]),
     ("val equals torchvision's eval transform (antialiased resize)", "pipelines/augment.py",
-     "return fn.resize(images, **resize, interp_type=types.INTERP_TRIANGULAR), window",
-     "return fn.resize(images, **resize, interp_type=types.INTERP_LINEAR, antialias=False), window",
+     "                           interp_type=INTERPOLATIONS[self.interpolation])\n        corner_y",
+     "                           interp_type=INTERPOLATIONS[self.interpolation], antialias=False)\n        corner_y",
      ["tests/test_loader.py", "-k", "torchvision"]),
     ("val's center crop is torchvision's, to the pixel", "pipelines/augment.py", "dtype=types.FLOAT) + 0.25",
      "dtype=types.FLOAT) + 1.25", ["tests/test_parity.py", "-k", "sample_for_sample"]),
     ("EXIF orientation is off by default", "dali_mixup/loader.py", "    adjust_orientation=False,\n    channels_last",
      "    adjust_orientation=True,\n    channels_last", ["tests/test_parity.py", "-k", "orientation"]),
     ("adjust_orientation reaches the train decoder", "pipelines/augment.py",
-     "                images, output_type=types.RGB, adjust_orientation=self.adjust_orientation, **crop,",
-     "                images, output_type=types.RGB, **crop,", ["tests/test_parity.py", "-k", "orientation"]),
+     "adjust_orientation=self.adjust_orientation, **self._window(),",
+     "**self._window(),", ["tests/test_parity.py", "-k", "orientation"]),
     ("every iter() is a full fresh epoch", "dali_mixup/loader.py", '        elif self._state == "reading":',
      "        elif False:", ["tests/test_parity.py", "-k", "fresh or stale"]),
     ("a CPU run prints no CUDA warning", "dali_mixup/build.py", "    toolchain = find_toolchain(cpu_only)\n",
@@ -272,11 +295,29 @@ def run(mutation):
     return result.returncode != 0
 
 
+def _short(text, width=67):
+    text = " ".join(text.split()).replace("|", "\\|")  # a pipe would end the table's cell
+    return "(deleted)" if not text else text if len(text) <= width else text[:width] + "..."
+
+
+def markdown():
+    """The README's table of the promises and their mutations."""
+    rows = ["| promise | mutation caught |", "| --- | --- |"]
+    for promise, path, original, mutated, _ in MUTATIONS:
+        rows.append(f"| {promise} | `{path}`: `{_short(original)}` → `{_short(mutated)}` |".replace("`(deleted)`",
+                                                                                                   "(deleted)"))
+    return "\n".join(rows)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run the mutations whose promise contains this word")
     parser.add_argument("--list", action="store_true", help="print the promises and files, run nothing")
+    parser.add_argument("--markdown", action="store_true", help="print the README's table of them, run nothing")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown())
+        return
     chosen = [m for m in MUTATIONS if args.only is None or args.only.lower() in m[0].lower()]
     missed = []
     for mutation in chosen:

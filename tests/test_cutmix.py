@@ -251,3 +251,69 @@ def test_the_reference_matches_timms_mixup_with_its_flip_partner(mode, args):
         tiny = use_cutmix & ((boxes[:, 0] == boxes[:, 2]) | (boxes[:, 1] == boxes[:, 3]))
         bound = torch.from_numpy(np.where(tiny, 1 - lam, 0)).view(-1, 1, 1, 1) * (x - x[flip]).abs() + 1e-4
         assert ((mixed - expected_x).abs() <= bound).all()  # pixels in 0..255: float32 rounding
+
+
+# ---- timm's pair mode ----
+
+PAIR_CONFIGS = {
+    "mixup": dict(alpha=0.4),
+    "switch-prob": dict(alpha=0.4, cutmix_alpha=1.0, switch_prob=0.5, prob=0.8),
+    "cutmix-smoothing": dict(alpha=0.0, cutmix_alpha=1.0, label_smoothing=0.1),
+}
+
+
+@pytest.mark.parametrize("path", ["fused", "fallback"])
+@pytest.mark.parametrize("config", list(PAIR_CONFIGS))
+def test_pairs_mix_i_with_b_minus_1_minus_i_as_timms_pair_mode(monkeypatch, config, path):
+    """Samples i and B - 1 - i are each other's partner with one draw per pair; timm's own ``_mix_pair``,
+    given those draws, makes the same images and targets from the same normalized crops."""
+    import timm.data.mixup as timm_mixup
+
+    if path == "fallback":
+        monkeypatch.setenv("DALI_MIXUP_FUSED", "0")
+    batch_size, args = 8, PAIR_CONFIGS[config]
+    images, labels, flips, outputs = run("cpu", batch_size, iterations=6, pairs=True, **args)
+    flip = np.arange(batch_size - 1, -1, -1)
+    smoothing = args.get("label_smoothing", 0.0)
+    x = reference(images, labels, flips, np.ones(batch_size, np.float32), flip, np.zeros((batch_size, 4), np.int32),
+                  "CHW")[0]  # the normalized, flipped crops, unmixed
+    mixed_pairs = 0
+    for out, targets, lam, perm, *box in outputs:
+        box = box[0] if box else np.zeros((batch_size, 4), np.int32)  # (mixup alone gives no boxes)
+        assert perm.tolist() == flip.tolist()
+        assert (lam == lam[flip]).all() and (box == box[flip]).all()  # one draw for the pair
+        expected, expected_targets = reference(images, labels, flips, lam, perm, box, "CHW", smoothing)
+        assert np.abs(out - expected.numpy()).max() < 1e-4
+        assert np.abs(targets - expected_targets.numpy()).max() < 1e-6
+        half = batch_size // 2
+        cut = (box[:half, 2] > box[:half, 0]) & (box[:half, 3] > box[:half, 1])
+        mixed_pairs += int((lam[:half] < 1).sum())
+        mixer = timm_mixup.Mixup(mixup_alpha=args["alpha"], cutmix_alpha=args.get("cutmix_alpha", 0.0),
+                                 mode="pair", label_smoothing=smoothing, num_classes=NUM_CLASSES)
+        mixer._params_per_elem = lambda n: (lam[:n].astype(np.float64), cut[:n])
+        ours = iter([((b[0], b[2], b[1], b[3]), float(lam[i])) for i, b in enumerate(box[:half]) if cut[i]])
+        monkeypatch.setattr(timm_mixup, "cutmix_bbox_and_lam", lambda *a, **k: next(ours))
+        timm_x, timm_y = mixer(x.clone(), torch.tensor(np.array(labels)))
+        assert np.abs(out - timm_x.numpy()).max() < 1e-4
+        assert np.abs(targets - timm_y.numpy()).max() < 1e-6
+    assert mixed_pairs >= 12
+
+
+def test_pairs_lambda_follows_beta_per_pair():
+    _, _, _, outputs = run("cpu", 64, iterations=24, seed=11, alpha=0.4, pairs=True)
+    lam = np.concatenate([lam[:32] for _, _, lam, _ in outputs])
+    assert stats.kstest(lam, stats.beta(0.4, 0.4).cdf).pvalue > 0.01
+    assert len(np.unique(lam)) == len(lam)  # a draw for each pair, not one for the batch
+    assert stats.kstest(lam, stats.beta(1.6, 1.6).cdf).pvalue < 0.01  # it can fail
+
+
+def test_pairs_refuse_an_odd_batch_and_elem_mode():
+    images, labels = crops(7)
+    with pytest.raises(ValueError, match="the batch size must be even, got 7"):
+        crops_pipeline(images, labels, [np.int32(0)] * 7, "cpu", {"num_classes": NUM_CLASSES, "alpha": 0.4,
+                                                                  "pairs": True},
+                       batch_size=7, num_threads=1, device_id=None)
+    with pytest.raises(ValueError, match="two modes: choose one"):
+        crops_pipeline(images, labels, [np.int32(0)] * 7, "cpu", {"num_classes": NUM_CLASSES, "alpha": 0.4,
+                                                                  "pairs": True, "per_sample": True},
+                       batch_size=8, num_threads=1, device_id=None)

@@ -206,6 +206,8 @@ def test_gpu_val_is_close_to_cpu_val(imagenet_dir):
         (dict(mixup_alpha=-1), ValueError, "mixup_alpha must be a number >= 0"),
         (dict(label_smoothing=1.5), ValueError, r"label_smoothing must be in \[0, 1\)"),
         (dict(split="val", mixup_alpha=0.2), ValueError, "split='train' only"),
+        (dict(mixup_alpha=0.2, pairs=True, batch_size=5), ValueError, "batch_size must be even, got 5"),
+        (dict(mixup_alpha=0.2, pairs=True, per_sample=True), ValueError, "two modes: choose one"),
         (dict(rank=2, world_size=2), ValueError, r"rank must be < world_size \(2\)"),
         (dict(file_list="list.txt"), ValueError, "file_list is needed with dataset='filelist'"),
         (dict(root="/nonexistent"), FileNotFoundError, "/nonexistent"),

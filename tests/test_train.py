@@ -1,6 +1,8 @@
 """The trainer under real torchrun processes: accuracy, resume, atomic checkpoints, 2 nodes, bad options."""
 
+import dataclasses
 import json
+import math
 import os
 import random
 import re
@@ -260,11 +262,22 @@ def test_two_nodes_through_torchrun_rendezvous(digits_dir, tmp_path):
         (["--corrupt-labels", "0.5", "--dataset", "cifar10"], "--corrupt-labels works on imagefolder and filelist"),
         (["--milestones", "150", "100"], r"--milestones must be increasing epochs, got \[150, 100\]"),
         (["--cutmix-minmax", "0.8", "0.2"], r"--cutmix-minmax must be LO HI with 0 < LO < HI <= 1"),
-        (["--auto-augment", "rand-m7-mstd0.5-inc1"], "--auto-augment: .*DALI's RandAugment has no magnitude noise"),
+        (["--auto-augment", "rand-m9.5"], "train image options: auto_augment 'rand-m9.5': m must be an integer"),
+        (["--aa", "augmix"], "train image options: auto_augment 'augmix' is refused"),
+        (["--train-interpolation", "random", "--augment", "pad_crop"], "interpolation='random'"),
+        (["--recipe", "demo", "--scale", "0.5", "0.2"], r"scale must be \(lo, hi\)"),
+        (["--color-jitter", "0.4", "0.4"], "color_jitter must be a number"),
+        (["--crop-mode", "squash", "--augment", "pad_crop"], "--crop-mode apply to --augment random_resized_crop"),
+        (["--drop-path", "0.1", "--model", "resnet50"], "--drop-path applies to timm models, not resnet50"),
+        (["--model-ema-decay", "1.5"], r"--model-ema-decay must be in \(0, 1\)"),
+        (["--aug-repeats", "0.5"], "--aug-repeats must be 0"),
+        (["--mixup-mode", "pair", "--batch-size", "7"], "--mixup-mode pair mixes samples i and B-1-i: the batch per "
+                                                        "rank must be even, got 7"),
+        (["--mixup-mode", "pair", "--per-sample"], "--per-sample is --mixup-mode elem, not pair"),
         (["--bce-target-thresh", "0.2"], "--bce-target-thresh needs --bce-loss"),
         (["--model", "no_such_net"], "--model: no model 'no_such_net' among preact_resnet18, wrn28_10, resnet8, "
                                      "lenet_speech, vgg11_speech, torchvision's classification models, timm's models"),
-        (["--reprob", "2"], r"--reprob must be in \[0, 1\], got 2.0"),
+        (["--reprob", "2"], r"train image options: reprob must be a number in \[0, 1\], got 2.0"),
         (["--opt", "nadam"], "argument --opt: invalid choice: 'nadam'"),
         (["--model", "lenet_speech"], "--model lenet_speech is for --dataset speechcommands, not cifar10"),
         (["--dataset", "speechcommands", "--model", "resnet8"], "--dataset speechcommands takes lenet_speech or "
@@ -358,26 +371,79 @@ def test_cutmix_and_randaugment_train_the_demo(digits_dir, tmp_path, one_torch_t
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
 
 
-def test_the_rsb_a3_recipe_resolves_and_runs_an_epoch(tmp_path, one_torch_thread, capsys):
+RECIPE_CHECKS = {
+    # Each recipe's settings as its paper's table gives them (config.py cites them), and its lr per sample.
+    "rsb-a1": ({"model": "timm:resnet50", "opt": "lamb", "epochs": 600, "weight_decay": 0.01, "crop_size": 224,
+                "val_crop_size": 224, "crop_pct": 0.95, "mixup_alpha": 0.2, "cutmix_alpha": 1.0,
+                "auto_augment": "rand-m7-mstd0.5-inc1", "bce_loss": True, "bce_target_thresh": 0.2,
+                "label_smoothing": 0.1, "drop_path": 0.05, "aug_repeats": 3, "schedule": "cosine", "warmup_epochs": 5,
+                "model_ema": False}, 5e-3 / 2048),
+    "rsb-a2": ({"model": "timm:resnet50", "epochs": 300, "weight_decay": 0.02, "mixup_alpha": 0.1,
+                "auto_augment": "rand-m7-mstd0.5-inc1", "label_smoothing": 0.0, "drop_path": 0.05, "aug_repeats": 3},
+               5e-3 / 2048),
+    "rsb-a3": ({"model": "resnet50", "opt": "lamb", "epochs": 100, "weight_decay": 0.02, "crop_size": 160,
+                "val_crop_size": 224, "crop_pct": 0.95, "mixup_alpha": 0.1, "cutmix_alpha": 1.0,
+                "auto_augment": "rand-m6-mstd0.5-inc1", "bce_loss": True, "bce_target_thresh": 0.2,
+                "label_smoothing": 0.0, "schedule": "cosine", "warmup_epochs": 5, "aug_repeats": 0}, 8e-3 / 2048),
+    "deit-s": ({"model": "deit_small_patch16_224", "opt": "adamw", "epochs": 300, "weight_decay": 0.05,
+                "crop_size": 224, "mixup_alpha": 0.8, "cutmix_alpha": 1.0, "auto_augment": "rand-m9-mstd0.5-inc1",
+                "reprob": 0.25, "remode": "pixel", "label_smoothing": 0.1, "drop_path": 0.1, "aug_repeats": 3,
+                "model_ema": True, "model_ema_decay": 0.99996, "train_interpolation": "bicubic",
+                "interpolation": "bicubic", "schedule": "cosine", "warmup_epochs": 5}, 5e-4 / 512),
+}
+
+
+@pytest.fixture(scope="module")
+def imagenet_like(tmp_path_factory):
+    """The maker's ImageNet-like data: 4 classes, 8 train and 1 val images each, at ImageNet's sizes."""
     from dali_mixup.datasets import write_imagenet_like
+
+    root = tmp_path_factory.mktemp("imagenet_like")
+    write_imagenet_like(str(root / "train"), classes=4, per_class=8)
+    write_imagenet_like(str(root / "val"), classes=4, per_class=1, start=8)
+    return root
+
+
+def test_the_recipes_resolve_on_help(capsys):
     from train import trainer
 
     with pytest.raises(SystemExit):
         trainer.main(["--help"])
-    assert "rsb-a3" in capsys.readouterr().out
-    write_imagenet_like(str(tmp_path / "data" / "train"), classes=4, per_class=4)
-    write_imagenet_like(str(tmp_path / "data" / "val"), classes=4, per_class=1, start=4)
-    trainer.main(["--recipe", "rsb-a3", "--data", str(tmp_path / "data"), "--epochs", "1", "--batch-size", "16",
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("rsb-a1", "rsb-a2", "rsb-a3", "deit-s"))
+
+
+@pytest.mark.parametrize("recipe", ["rsb-a1", "deit-s", "rsb-a3"])
+def test_a_recipe_runs_an_epoch_on_the_imagenet_like_data(recipe, imagenet_like, tmp_path, one_torch_thread):
+    from train import trainer
+
+    trainer.main(["--recipe", recipe, "--data", str(imagenet_like), "--epochs", "1", "--batch-size", "4",
                   "--threads", "2", "--out", str(tmp_path / "run")])
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert {key: config[key] for key in ("model", "opt", "weight_decay", "crop_size", "val_crop_size", "crop_pct",
-                                         "mixup_alpha", "cutmix_alpha", "auto_augment", "bce_loss",
-                                         "bce_target_thresh", "label_smoothing", "schedule", "warmup_epochs")} == {
-        "model": "resnet50", "opt": "lamb", "weight_decay": 0.02, "crop_size": 160, "val_crop_size": 224,
-        "crop_pct": 0.95, "mixup_alpha": 0.1, "cutmix_alpha": 1.0, "auto_augment": "rand-m6-n2-inc1",
-        "bce_loss": True, "bce_target_thresh": 0.2, "label_smoothing": 0.0, "schedule": "cosine", "warmup_epochs": 5}
-    assert config["lr"] == pytest.approx(8e-3 / 2048 * 16)  # the recipe's lr per sample times this batch
-    assert [row["epoch"] for row in _metrics(tmp_path / "run")] == [0]
+    expected, lr_per_sample = RECIPE_CHECKS[recipe]
+    expected = {key: value for key, value in expected.items() if key != "epochs"}
+    assert {key: config[key] for key in expected} == expected
+    assert config["lr"] == pytest.approx(lr_per_sample * 4)  # the recipe's lr per sample times this batch
+    rows = _metrics(tmp_path / "run")
+    assert [row["epoch"] for row in rows] == [0] and math.isfinite(rows[0]["train_loss"])
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    if config["model_ema"]:  # timm's EMA, evaluated beside the model and saved for --resume
+        assert "val_ema_top1" in rows[0] and math.isfinite(rows[0]["val_ema_loss"])
+        ema, model = state["ema"], state["model"]
+        ema = {key.removeprefix("module."): value for key, value in ema.items()}  # ModelEmaV3 wraps the model
+        assert ema.keys() == model.keys() and any(not torch.equal(ema[key], model[key]) for key in model)
+    else:
+        assert state["ema"] is None
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPE_CHECKS))
+def test_a_recipe_is_its_papers_table(recipe, tmp_path):
+    from train.config import RECIPES, parse_config
+
+    config = dataclasses.asdict(parse_config(["--recipe", recipe, "--data", str(tmp_path)]))
+    expected, lr_per_sample = RECIPE_CHECKS[recipe]
+    assert {key: config[key] for key in expected} == expected
+    assert config["lr"] == pytest.approx(lr_per_sample * RECIPES[recipe]["total_batch"])
 
 
 def test_the_bce_loss_is_timms(tmp_path):

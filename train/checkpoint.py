@@ -97,7 +97,7 @@ def set_rng_state(state):
 
 
 def training_state(*, model, optimizer, scheduler, scaler, epoch, position, step, best_top1, rng, loaders, partial,
-                   metrics):
+                   metrics, ema=None):
     """What a checkpoint holds, for :func:`save`; :func:`restore` puts it back.
 
     Args:
@@ -111,10 +111,12 @@ def training_state(*, model, optimizer, scheduler, scaler, epoch, position, step
         loaders: every rank's train loader state (``DaliLoader.state_dict``), in rank order.
         partial: every rank's running sums of the epoch in progress (``{"loss_sum", "seen", "seconds"}``).
         metrics: the rows of ``metrics.jsonl`` of the epochs done (the file is rewritten from them at a resume).
+        ema: timm's ``ModelEmaV3`` of the weights, or None.
     """
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "epoch": epoch, "position": position, "step": step, "best_top1": best_top1,
-            "rng": rng, "loaders": loaders, "partial": partial, "metrics": metrics}
+            "rng": rng, "loaders": loaders, "partial": partial, "metrics": metrics,
+            "ema": None if ema is None else ema.state_dict()}
 
 
 def restore(state, *, model, optimizer, scheduler, scaler, rank):

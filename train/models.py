@@ -128,15 +128,18 @@ def resolve_model(name):
     raise ValueError(f"no model {name!r} among {', '.join(SMALL_MODELS + SPEECH_MODELS)}, {where}")
 
 
-def create_model(name, num_classes, dropout=0.0):
+def create_model(name, num_classes, dropout=0.0, drop_path=0.0):
     """A model by name, untrained: one of ours, a torchvision classification model, or a timm model.
 
     Args:
         name: see :func:`resolve_model`.
         num_classes: outputs.
         dropout: dropout inside the blocks of the 32x32 networks; the others take none.
+        drop_path: stochastic depth of a timm model (its ``drop_path_rate``); the others take none.
     """
     origin = resolve_model(name)
+    if drop_path and origin != "timm":
+        raise ValueError(f"drop_path applies to timm models, not {name} ({origin}'s)")
     if origin != "ours":
         if dropout:
             raise ValueError(f"dropout applies to {SMALL_MODELS} only, not {name}")
@@ -144,7 +147,8 @@ def create_model(name, num_classes, dropout=0.0):
             return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
         import timm
 
-        return timm.create_model(name.removeprefix("timm:"), pretrained=False, num_classes=num_classes)
+        extra = {"drop_path_rate": drop_path} if drop_path else {}
+        return timm.create_model(name.removeprefix("timm:"), pretrained=False, num_classes=num_classes, **extra)
     if name in SPEECH_MODELS:
         if dropout:
             raise ValueError(f"dropout applies to {SMALL_MODELS} only, not {name} (LeNet has its own)")

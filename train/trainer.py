@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dali_mixup import formats, make_loader
 from train import checkpoint
-from train.config import parse_config
+from train.config import image_options, parse_config
 from train.models import create_model
 from train.preemption import Preemption
 
@@ -84,21 +84,6 @@ def data_sources(config, rank):
     train = {"dataset": "filelist", "root": "/", "file_list": train_list, "num_classes": num_classes}
     train_eval = {"dataset": "filelist", "root": "/", "file_list": eval_list, "num_classes": num_classes**2}
     return train, {"val": val}, train_eval
-
-
-def image_options(config):
-    """make_loader's image options for both splits (none for audio), and those of train and of eval."""
-    if config.dataset == "speechcommands":
-        return {}, {}, {}
-    both = {"augment": config.augment, "adjust_orientation": config.adjust_orientation,
-            "channels_last": config.channels_last}
-    train = {"crop_size": config.crop_size, "hflip": config.hflip, "auto_augment": config.auto_augment,
-             "reprob": config.reprob, "remode": config.remode}
-    evaluation = {"crop_size": config.val_crop_size}
-    if config.augment != "pad_crop":  # pad_crop has no area bound and no crop share (config.py refuses them)
-        train["min_crop_area"] = config.min_crop_area
-        evaluation["crop_pct"] = config.crop_pct
-    return both, train, evaluation
 
 
 def lr_factor(step, steps_per_epoch, config):
@@ -305,15 +290,19 @@ def main(argv=None):
 
     # ---- data: DALI pipelines behind make_loader; each epoch's order is a function of the seed and the epoch ----
     train_args, eval_args, train_eval_args = data_sources(config, rank)
-    image_both, image_train, image_eval = image_options(config)
+    image_train, image_eval = image_options(config) if config.dataset != "speechcommands" else ({}, {})
     common = {"device": config.device, "dtype": image_dtype(config.device, config.amp), "num_threads": config.threads,
-              "batch_size": config.batch_size, **image_both}
+              "batch_size": config.batch_size}
+    if config.dataset != "speechcommands":
+        common["channels_last"] = config.channels_last
     evaluation = {**common, "split": "val", **image_eval}
 
     def train_loader(mixing):
         # Mixing is built into the graph, so new mixing options are a new pipeline (at a warm-up's end).
         return make_loader(**train_args, **common, **mixing, **image_train, split="train",
-                           per_sample=config.per_sample, label_smoothing=config.label_smoothing, seed=config.seed)
+                           per_sample=config.per_sample, pairs=config.pairs,
+                           label_smoothing=config.label_smoothing, seed=config.seed,
+                           aug_repeats=config.aug_repeats)
 
     eval_loaders = {split: make_loader(**{**evaluation, **args}) for split, args in eval_args.items()}
     train_eval_loader = make_loader(**train_eval_args, **evaluation) if train_eval_args else None
@@ -322,9 +311,10 @@ def main(argv=None):
     num_classes, steps_per_epoch = loader.num_classes, len(loader)
 
     # ---- model, optimizer, schedule, AMP ----
-    model = create_model(config.model, num_classes, config.dropout).to(device)
+    model = create_model(config.model, num_classes, config.dropout, config.drop_path).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    ema = None
     if world_size > 1:
         model = DistributedDataParallel(model, device_ids=[local_rank] if config.device == "gpu" else None)
     bare = model.module if world_size > 1 else model
@@ -338,6 +328,14 @@ def main(argv=None):
     if state:
         checkpoint.restore(state, model=bare, optimizer=optimizer, scheduler=scheduler, scaler=scaler, rank=rank)
         best_top1, rows = state["best_top1"], list(state["metrics"])
+    if config.model_ema:
+        # timm's EMA of the weights (and buffers), updated after every optimizer step; made from the
+        # restored weights, then given the checkpoint's EMA where it has one.
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(bare, decay=config.model_ema_decay, use_warmup=config.model_ema_warmup)
+        if state and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
     if master:  # before any training: the folder must hold two checkpoints, or this run would fail at its first save
         checkpoint.check_room(config.out, checkpoint.state_bytes(bare, optimizer_slots=1 if config.opt == "sgd" else 2))
 
@@ -370,6 +368,7 @@ def main(argv=None):
                 model=bare, optimizer=optimizer, scheduler=scheduler, scaler=scaler, epoch=epoch, position=position,
                 step=step, best_top1=best_top1, rng=[g["rng"] for g in gathered],
                 loaders=[g["loader"] for g in gathered], partial=[g["partial"] for g in gathered], metrics=rows,
+                ema=ema,
             ))
             if position:
                 log(f"saved epoch {epoch}, batch {position} (step {step}) in {time.perf_counter() - start:.2f} s")
@@ -402,6 +401,8 @@ def main(argv=None):
             scaler.update()
             scheduler.step()
             step += 1
+            if ema is not None:
+                ema.update(bare, step=step)
             loss_sum += loss.detach()  # no .item() here: that would be a sync point every step
             seen += len(images)
             progress.update(position)
@@ -430,6 +431,9 @@ def main(argv=None):
         row = {"epoch": epoch, "train_loss": train_loss / world_size}
         for split, eval_loader in eval_loaders.items():  # val, and test where the dataset has one
             row.update({f"{split}_{key}": value for key, value in evaluate(model, eval_loader, device, autocast).items()})
+            if ema is not None:  # the EMA's weights on the same batches, beside the model's (timm's --model-ema)
+                row.update({f"{split}_ema_{key}": value
+                            for key, value in evaluate(ema.module, eval_loader, device, autocast).items()})
         if train_eval_loader is not None:
             row.update(evaluate(model, train_eval_loader, device, autocast, split_labels=num_classes))
         best_top1 = max(best_top1, row["val_top1"])
@@ -444,7 +448,9 @@ def main(argv=None):
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             log(f"epoch {epoch}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
-                f"top-1 {row['val_top1']:.4f}, top-5 {row['val_top5']:.4f}, {images_per_sec:.0f} images/s, "
+                f"top-1 {row['val_top1']:.4f}, top-5 {row['val_top5']:.4f}"
+                + (f", EMA top-1 {row['val_ema_top1']:.4f}" if ema is not None else "")
+                + f", {images_per_sec:.0f} images/s, "
                 f"lr {row['lr']:.4g}, mixup alpha {mixing['mixup_alpha']:g}"
                 + (f", cutmix alpha {mixing['cutmix_alpha']:g}" if mixing["cutmix_alpha"] else "")
                 + (f", test top-1 {row['test_top1']:.4f}" if "test_top1" in row else ""))
