@@ -24,7 +24,8 @@ from dali_mixup import make_loader
 from dali_mixup.reference import mixup_reference
 
 CONFIGS = ("torchvision", "torchvision_mixup", "torchvision_timm_mixup", "torchvision_timm_mixup_cutmix", "dali",
-           "dali_mixup", "dali_cutmix", "dali_mixup_cutmix", "dali_mixup_composite", "dali_then_torch_mixup")
+           "dali_mixup", "dali_cutmix", "dali_mixup_cutmix", "dali_mixup_composite", "dali_then_torch_mixup",
+           "torchvision_timm_deit", "dali_deit")
 RATIOS = {
     "dali_mixup / dali": ("dali_mixup", "dali"),
     "dali_cutmix / dali": ("dali_cutmix", "dali"),
@@ -34,6 +35,7 @@ RATIOS = {
     "torchvision_mixup / torchvision": ("torchvision_mixup", "torchvision"),
     "torchvision_timm_mixup_cutmix / torchvision": ("torchvision_timm_mixup_cutmix", "torchvision"),
     "dali_then_torch_mixup / dali": ("dali_then_torch_mixup", "dali"),
+    "dali_deit / torchvision_timm_deit": ("dali_deit", "torchvision_timm_deit"),
 }
 ALPHA = 0.2
 CUTMIX_ALPHA = 1.0
@@ -44,13 +46,51 @@ DALI_MIXING = {
     "dali_cutmix": {"cutmix_alpha": CUTMIX_ALPHA},
     "dali_mixup_cutmix": {"mixup_alpha": ALPHA, "cutmix_alpha": CUTMIX_ALPHA, "switch_prob": 0.5},
 }
+# DeiT's train data (Touvron et al. 2021, Table 9; timm's train.py flags of its recipe): RandAugment
+# rand-m9-mstd0.5-inc1, bicubic resizes, random erasing 0.25 in pixel mode, mixup 0.8 and CutMix 1.0
+# switched half and half, label smoothing 0.1; color jitter 0.4 is off under the RandAugment, in
+# both. Repeated augmentation changes which samples an epoch reads, not the work per image: left out.
+DEIT = {"auto_augment": "rand-m9-mstd0.5-inc1", "interpolation": "bicubic", "reprob": 0.25, "remode": "pixel",
+        "mixup_alpha": 0.8, "cutmix_alpha": 1.0, "label_smoothing": 0.1}
+DALI_MIXING["dali_deit"] = DEIT
 
 
-def torchvision_loader(root, batch_size, workers, crop_size, device):
+def _posterize_zero_bits_as_black():
+    """timm's RandAugment under Pillow 13: Pillow now refuses to posterize to 0 bits, which timm's
+    PosterizeIncreasing asks for at level 10 (about 1 image in 750 with mstd0.5, which kills a
+    DataLoader worker); before 13 it gave a black image, as our op does. Give timm's op that again."""
+    from PIL import Image
+    from timm.data import auto_augment
+
+    for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
+        original = auto_augment.NAME_TO_OP[name]
+        if getattr(original, "zero_bits_black", False):
+            continue
+
+        def posterize(img, bits_to_keep, original=original, **kwargs):
+            if bits_to_keep <= 0:
+                return Image.new(img.mode, img.size)
+            return original(img, bits_to_keep, **kwargs)
+
+        posterize.zero_bits_black = True
+        auto_augment.NAME_TO_OP[name] = posterize
+
+
+def deit_transform(crop_size):
+    """timm's train transform with DeiT's options (``DEIT``), as timm's train.py builds it."""
+    from timm.data import create_transform
+
+    _posterize_zero_bits_as_black()  # before the ops are made: each keeps its function
+    return create_transform(crop_size, is_training=True, auto_augment=DEIT["auto_augment"],
+                            interpolation=DEIT["interpolation"], color_jitter=0.4, re_prob=DEIT["reprob"],
+                            re_mode=DEIT["remode"], re_count=1)
+
+
+def torchvision_loader(root, batch_size, workers, crop_size, device, transform=None):
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    transform = transforms.Compose(
+    transform = transform or transforms.Compose(
         [
             transforms.RandomResizedCrop(crop_size),
             transforms.RandomHorizontalFlip(),
@@ -76,16 +116,16 @@ def torch_mixup(num_classes):
     return apply
 
 
-def timm_mixup(num_classes, cutmix_alpha=0.0):
+def timm_mixup(num_classes, cutmix_alpha=0.0, alpha=ALPHA, label_smoothing=0.0):
     """timm's Mixup after the loader (as timm's train.py does without its fast collate), with CutMix when asked."""
     try:
         from timm.data import Mixup
     except ImportError:
         if cutmix_alpha:
-            raise SystemExit("torchvision_timm_mixup_cutmix needs timm: pip install timm") from None
+            raise SystemExit("the timm CutMix configurations need timm: pip install timm") from None
         return torch_mixup(num_classes), "dali_mixup.reference (timm is not installed)"
-    return Mixup(mixup_alpha=ALPHA, cutmix_alpha=cutmix_alpha, switch_prob=0.5, num_classes=num_classes,
-                 label_smoothing=0.0), "timm.data.Mixup"
+    return Mixup(mixup_alpha=alpha, cutmix_alpha=cutmix_alpha, switch_prob=0.5, num_classes=num_classes,
+                 label_smoothing=label_smoothing), "timm.data.Mixup"
 
 
 def build(config, root, num_classes, args):
@@ -94,13 +134,17 @@ def build(config, root, num_classes, args):
     if config.startswith("torchvision"):
         from torchvision.transforms import v2
 
-        loader = torchvision_loader(root, args.batch_size, args.workers, args.crop_size, args.device)
+        deit = config == "torchvision_timm_deit"
+        loader = torchvision_loader(root, args.batch_size, args.workers, args.crop_size, args.device,
+                                    transform=deit_transform(args.crop_size) if deit else None)
         after = {
-            "torchvision": None,
-            "torchvision_mixup": v2.MixUp(alpha=ALPHA, num_classes=num_classes),
-            "torchvision_timm_mixup": timm_mixup(num_classes)[0],
-            "torchvision_timm_mixup_cutmix": timm_mixup(num_classes, CUTMIX_ALPHA)[0],
-        }[config]
+            "torchvision": lambda: None,
+            "torchvision_mixup": lambda: v2.MixUp(alpha=ALPHA, num_classes=num_classes),
+            "torchvision_timm_mixup": lambda: timm_mixup(num_classes)[0],
+            "torchvision_timm_mixup_cutmix": lambda: timm_mixup(num_classes, CUTMIX_ALPHA)[0],
+            "torchvision_timm_deit": lambda: timm_mixup(num_classes, DEIT["cutmix_alpha"], DEIT["mixup_alpha"],
+                                                        DEIT["label_smoothing"])[0],
+        }[config]()
 
         def epoch():
             for images, labels in loader:
@@ -152,7 +196,10 @@ def bar_chart(results, path, title):
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=14)
-    width, bar_left, row = 760, 200, 30
+    row = 30
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    bar_left = 20 + max(probe.textlength(name, font=font) for name in results)  # the longest name fits
+    width = int(bar_left) + 560
     image = Image.new("RGB", (width, 50 + row * len(results)), "white")
     draw = ImageDraw.Draw(image)
     draw.text((10, 10), title, fill="black", font=font)

@@ -18,11 +18,12 @@ def test_loader_quick_writes_the_json_and_the_chart(tmp_path, imagenet_dir):
     report = json.loads(out.read_text())
     assert {"cpu", "cores", "gpu", "driver", "torch", "dali", "torchvision"} <= set(report["env"])
     configs = {"torchvision", "torchvision_mixup", "torchvision_timm_mixup", "torchvision_timm_mixup_cutmix", "dali",
-               "dali_mixup", "dali_cutmix", "dali_mixup_cutmix", "dali_mixup_composite", "dali_then_torch_mixup"}
+               "dali_mixup", "dali_cutmix", "dali_mixup_cutmix", "dali_mixup_composite", "dali_then_torch_mixup",
+               "torchvision_timm_deit", "dali_deit"}
     assert set(report["results"]) == configs and set(report["runs"]) == configs
     assert all(len(values) == 2 and min(values) > 0 for values in report["runs"].values())
     assert {"dali_mixup / dali", "dali_cutmix / dali", "dali_mixup_cutmix / dali", "dali / torchvision",
-            "torchvision_timm_mixup_cutmix / torchvision"} <= set(report["ratios"])
+            "torchvision_timm_mixup_cutmix / torchvision", "dali_deit / torchvision_timm_deit"} <= set(report["ratios"])
     assert (tmp_path / "loader.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
