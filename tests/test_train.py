@@ -413,7 +413,7 @@ def test_the_recipes_resolve_on_help(capsys):
     assert all(name in out for name in ("rsb-a1", "rsb-a2", "rsb-a3", "deit-s"))
 
 
-@pytest.mark.parametrize("recipe", ["rsb-a1", "deit-s", "rsb-a3"])
+@pytest.mark.parametrize("recipe", ["rsb-a1", "rsb-a2", "deit-s", "rsb-a3"])
 def test_a_recipe_runs_an_epoch_on_the_imagenet_like_data(recipe, imagenet_like, tmp_path, one_torch_thread):
     from train import trainer
 
