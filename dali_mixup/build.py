@@ -38,7 +38,7 @@ import time
 CSRC = os.path.join(os.path.dirname(__file__), "csrc")
 CPU_SOURCES = ("mixup_normalize.cc",)
 CUDA_SOURCES = ("mixup_normalize.cu",)
-HEADERS = ("mixup_normalize.h", "blend.h", "blend_kernel.h")
+HEADERS = ("mixup_normalize.h", "blend.h", "blend_kernel.h", "resample.h")
 
 # Where a CUDA toolkit is looked for after $CUDA_HOME, $CUDA_PATH and $PATH.
 TOOLKIT_HOME = "/usr/local/cuda"

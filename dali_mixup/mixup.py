@@ -84,6 +84,64 @@ class Mixing:
         return self.alpha > 0 or self.cutmix
 
 
+# The filters of the fused resize, by the codes of MixupNormalize's `resample` (csrc/resample.h), and the
+# DALI filters the composed fallback resizes with (antialiased where they shrink, as Pillow's).
+RESAMPLE = {"bilinear": 0, "bicubic": 1, "lanczos": 2}
+_DALI_FILTERS = (types.INTERP_TRIANGULAR, types.INTERP_CUBIC, types.INTERP_LANCZOS3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resize:
+    """A resize of each crop, done by :func:`mixup` before it flips, normalizes and mixes them.
+
+    The fused operator resizes as Pillow 13 does (torchvision's ``Resize`` and ``RandomResizedCrop``
+    on PIL images, to the bit; ``csrc/resample.h``); without it, ``fn.resize`` and ``fn.slice`` do.
+
+    Args:
+        size: ``(height, width)`` of the output.
+        resample: ``"bilinear"``, ``"bicubic"`` or ``"lanczos"``, or an int32 graph node with one
+            code of ``RESAMPLE`` per sample (e.g. bilinear or bicubic drawn per crop).
+        resized: None, or an int32 graph node ``[height, width]`` per sample: the size of the whole
+            resize whose window of ``size`` at ``offset`` is the output (val's resize then center
+            crop); None is ``size``.
+        offset: None, or an int32 graph node ``[y, x]`` per sample: the window's corner; None is 0.
+    """
+
+    size: tuple
+    resample: object = "bilinear"
+    resized: object = None
+    offset: object = None
+
+    def __post_init__(self):
+        size = self.size
+        if (not isinstance(size, (tuple, list)) or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
+            raise ValueError(f"resize's size must be (height, width), ints >= 1, got {size!r}")
+        if isinstance(self.resample, str) and self.resample not in RESAMPLE:
+            raise ValueError(f"resize's resample must be one of {tuple(RESAMPLE)} or a graph node, got {self.resample!r}")
+        if (self.resized is None) != (self.offset is None):
+            raise ValueError("resize's resized and offset go together (a window of the whole resize)")
+
+    def arguments(self):
+        """MixupNormalize's resize arguments."""
+        resample = RESAMPLE[self.resample] if isinstance(self.resample, str) else self.resample
+        window = {} if self.resized is None else {"resized": self.resized, "offset": self.offset}
+        return {"size": list(self.size), "resample": resample, **window}
+
+    def composed(self, images):
+        """The same resize with stock DALI operators (not Pillow's to the bit): uint8 HWC images of ``size``."""
+        if isinstance(self.resample, str):
+            interp = _DALI_FILTERS[RESAMPLE[self.resample]]
+        else:
+            interp = fn.cast(types.Constant(np.array([int(f) for f in _DALI_FILTERS], np.int32))[self.resample],
+                             dtype=types.DALIDataType.INTERP_TYPE)
+        if self.resized is None:
+            return fn.resize(images, resize_y=float(self.size[0]), resize_x=float(self.size[1]), interp_type=interp)
+        resized = fn.cast(self.resized, dtype=types.FLOAT)
+        images = fn.resize(images, resize_y=resized[0], resize_x=resized[1], interp_type=interp)
+        return fn.slice(images, start=self.offset, shape=list(self.size), axes=[0, 1])
+
+
 def _check_normalize_args(mean, std, mirror, output_layout, cutmix):
     if (mean is None) != (std is None):
         raise ValueError("mean and std go together: give both (uint8 HWC crops to normalize) or neither")
@@ -223,15 +281,20 @@ def _image_size(images, layout):
     return shape[1:3] if layout == "CHW" else shape[0:2]
 
 
-def _fused(images, labels, num_classes, mixing, draws, dtype, mean, std, mirror, output_layout):
-    """One pass with the MixupNormalize plugin: read each crop and its partner once, write the output once."""
-    lam, perm, box = draws
+def _fused(images, labels, num_classes, mixing, draws, dtype, mean, std, mirror, output_layout, resize):
+    """One pass with the MixupNormalize plugin: read each crop and its partner once, write the output once
+    (with ``resize``, each crop is resized once first). Without draws nothing is mixed."""
     labels = fn.cast(labels, dtype=types.INT32)  # a CPU input on either backend, like λ, partners and flips
     extra = {} if mirror is None else {"mirror": fn.cast(mirror, dtype=types.INT32)}
-    if box is not None:
-        extra["box"] = box
+    if draws is not None:
+        lam, perm, box = draws
+        extra.update(lam=lam, partner=perm)
+        if box is not None:
+            extra["box"] = box
+    if resize is not None:
+        extra.update(resize.arguments())
     images, targets = fn.mixup_normalize(
-        images, labels, lam=lam, partner=perm, mean=list(map(float, mean)), std=list(map(float, std)),
+        images, labels, mean=list(map(float, mean)), std=list(map(float, std)),
         num_classes=num_classes, label_smoothing=float(mixing.label_smoothing), dtype=dtype,
         output_layout=output_layout, **extra,
     )
@@ -294,6 +357,7 @@ def mixup(
     correct_lam=True,
     switch_prob=0.5,
     prob=1.0,
+    resize=None,
 ):
     """Mix each sample with a random partner from the same batch, inside the DALI graph: mixup, CutMix, or both.
 
@@ -340,6 +404,9 @@ def mixup(
             (always so with ``cutmix_minmax``).
         switch_prob: with both ``alpha`` and CutMix on, the probability of CutMix instead of mixup.
         prob: the probability of mixing a batch (or a sample, with ``per_sample``) at all.
+        resize: None, or a :class:`Resize` (with ``mean`` and ``std``): ``images`` are uint8 HWC crops of
+            any size, each resized first (as Pillow resizes, in the fused operator's pass); with or
+            without mixing, so that val's resize and normalization are one step too.
 
     Returns:
         ``(images, targets)``, or with ``return_params`` ``(images, targets, lam, perm)`` and,
@@ -354,6 +421,8 @@ def mixup(
         raise ValueError(f"pairs=True mixes samples i and B - 1 - i: the batch size must be even, got "
                          f"{Pipeline.current().max_batch_size}")
     _check_normalize_args(mean, std, mirror, output_layout, mixing.cutmix)
+    if resize is not None and (mean is None or not isinstance(resize, Resize)):
+        raise ValueError(f"resize needs mean and std (uint8 HWC crops) and must be a Resize, got {resize!r}")
     on_gpu = images.device == "gpu"
     if dtype == types.FLOAT16 and not on_gpu:
         raise ValueError("dtype=types.FLOAT16 needs GPU images; DALI's CPU arithmetic has no float16")
@@ -364,13 +433,22 @@ def mixup(
 
     draws = None
     if mixing.mixes:  # the crops are HWC when normalized here; plain images are in output_layout
-        draws = _draw(mixing, lambda: _image_size(images, "HWC" if normalize else output_layout or "CHW"))
-    if normalize and mixing.mixes:
+        size = (lambda: types.Constant(np.array(resize.size, np.float32))) if resize is not None else (
+            lambda: _image_size(images, "HWC" if normalize else output_layout or "CHW"))
+        draws = _draw(mixing, size)
+    if normalize and (mixing.mixes or resize is not None):
         if images.device in fused_backends():
-            mixed = _fused(images, labels, num_classes, mixing, draws, dtype, mean, std, mirror, output_layout or "CHW")
-            return (*mixed, *(d for d in draws if d is not None)) if return_params else mixed
+            mixed = _fused(images, labels, num_classes, mixing, draws, dtype, mean, std, mirror, output_layout or "CHW",
+                           resize)
+            if not return_params:
+                return mixed
+            if draws is None:
+                return (*mixed, fn.ones(shape=[], dtype=types.FLOAT), fn.batch_permutation())
+            return (*mixed, *(d for d in draws if d is not None))
         if on_gpu and os.environ.get("DALI_MIXUP_FUSED", "1") != "0":  # (the CPU's cause is logged by the build)
             _warn_composed(images.device)
+        if resize is not None:
+            images = resize.composed(images)
     if normalize:
         flip = {} if mirror is None else {"mirror": mirror}
         images = fn.crop_mirror_normalize(

@@ -9,6 +9,7 @@ normalizes first and mixes the float crops (``pipelines.images``).
 """
 
 import dataclasses
+import functools
 import itertools
 import math
 
@@ -16,6 +17,8 @@ import numpy as np
 import nvidia.dali.math as dmath
 from nvidia.dali import fn, types
 from nvidia.dali.auto_aug.core import select
+
+from dali_mixup.mixup import RESAMPLE, Resize
 
 # torchvision's and timm's ImageNet eval: resize the shorter side to crop / 0.875, then center-crop.
 DEFAULT_CROP_PCT = 0.875
@@ -42,6 +45,14 @@ def _interpolation(name):
         return INTERPOLATIONS[name]
     choice = fn.random.uniform(values=[int(types.INTERP_TRIANGULAR), int(types.INTERP_CUBIC)], dtype=types.INT32)
     return fn.cast(choice, dtype=types.DALIDataType.INTERP_TYPE)
+
+
+def _resample(name):
+    """The fused resize's filter (``dali_mixup.mixup.RESAMPLE``), or for ``"random"`` bilinear or bicubic drawn per
+    sample; None where it has none (``"nearest"``)."""
+    if name == "random":
+        return fn.random.uniform(values=[RESAMPLE["bilinear"], RESAMPLE["bicubic"]], dtype=types.INT32)
+    return name if name in RESAMPLE else None
 
 
 def _decoder_args(device):
@@ -170,25 +181,42 @@ class RandomResizedCrop:
     def _window(self):
         return {"random_area": list(self.scale), "random_aspect_ratio": list(self.ratio), "num_attempts": 10}
 
-    def crop(self, images, *, encoded, device):
-        """The random crops before their resize (uint8 HWC), for the tests of the crop's law."""
+    def window(self, images, *, encoded):
+        """``(anchor, shape)``: each image's random crop, ``[y, x]`` and ``[height, width]`` (int64), drawn by
+        DALI's crop generator (the law of ``fn.decoders.image_random_crop``) from the image's shape, which for
+        encoded images is read from their headers."""
         if encoded:
-            # The decoder decodes only the crop's region of each JPEG.
-            return fn.decoders.image_random_crop(images, output_type=types.RGB,
-                                                 adjust_orientation=self.adjust_orientation, **self._window(),
-                                                 **_decoder_args(device))
-        anchor, shape = fn.random_crop_generator(fn.shapes(images, dtype=types.INT64)[0:2], **self._window())
+            shape = fn.peek_image_shape(images, dtype=types.INT64, adjust_orientation=self.adjust_orientation)
+        else:
+            shape = images.shape(dtype=types.INT64)
+        return fn.random_crop_generator(shape[0:2], **self._window())
+
+    def crop(self, images, *, encoded, device, window=None):
+        """The random crops before their resize (uint8 HWC); ``window`` is :meth:`window`'s, drawn here if None."""
+        anchor, shape = window or self.window(images, encoded=encoded)
+        if encoded:
+            # The decoder decodes only the crop's region of each JPEG (the same pixels as the whole image's).
+            return fn.decoders.image_slice(images, anchor, shape, axes=[0, 1], output_type=types.RGB,
+                                           adjust_orientation=self.adjust_orientation, **_decoder_args(device))
         return fn.slice(images, start=anchor, shape=shape, axes=[0, 1])
 
-    def train(self, images, *, encoded, device, image_size):
-        """uint8 HWC crops; the horizontal flip and the normalization follow in :func:`dali_mixup.mixup`."""
+    def train(self, images, *, encoded, device, image_size, resize_later=False):
+        """``(crops, resize)``: uint8 HWC crops; the horizontal flip and the normalization follow in
+        :func:`dali_mixup.mixup`. With ``resize_later`` (nothing in between needs the crops at their size), the
+        crops come as cut, and ``resize`` (a ``dali_mixup.mixup.Resize``) is for ``mixup`` to do in its pass;
+        otherwise (and for ``"nearest"``, or with a vertical flip) they come resized and ``resize`` is None."""
         crops = self.crop(images, encoded=encoded, device=device)
+        resample = _resample(self.interpolation) if resize_later and not self.vflip else None
+        if resample is not None:
+            return crops, Resize((self.crop_size, self.crop_size), resample)
         crops = fn.resize(crops, resize_x=self.crop_size, resize_y=self.crop_size,
                           interp_type=_interpolation(self.interpolation))
-        return _vflip(crops, self.vflip)
+        return _vflip(crops, self.vflip), None
 
-    def val(self, images, *, encoded, device, image_size):
-        """``(images, window)``: resized uint8 HWC images and the center crop for ``crop_mirror_normalize``."""
+    def val(self, images, *, encoded, device, image_size, resize_later=False):
+        """``(images, window, resize)``: resized uint8 HWC images and the center crop for ``crop_mirror_normalize``;
+        or with ``resize_later``, for the ``"center"`` and ``"squash"`` modes, the decoded images, no window,
+        and the resize and its window as a ``dali_mixup.mixup.Resize`` for ``mixup`` to do in its pass."""
         if encoded:
             shape = fn.peek_image_shape(images, dtype=types.INT32, adjust_orientation=self.adjust_orientation)
             images = decode(images, device=device, adjust_orientation=self.adjust_orientation)
@@ -204,17 +232,24 @@ class RandomResizedCrop:
         else:  # torchvision's Resize(size): the shorter side to `size`, the longer truncated
             shorter = dmath.min(height, width)
             out_height, out_width = height * size // shorter, width * size // shorter
+        corner_y, corner_x = _center_corner(out_height, self.crop_size), _center_corner(out_width, self.crop_size)
+        if resize_later and self.crop_mode != "border" and self.interpolation in RESAMPLE:
+            as_int = functools.partial(fn.cast, dtype=types.INT32)
+            resized = fn.stack(*(as_int(v) if not isinstance(v, int) else types.Constant(v, dtype=types.INT32)
+                                 for v in (out_height, out_width)))
+            offset = fn.stack(*(as_int(v) if not isinstance(v, int) else types.Constant(v, dtype=types.INT32)
+                                for v in (corner_y, corner_x)))
+            return images, {}, Resize((self.crop_size, self.crop_size), self.interpolation, resized, offset)
         images = fn.resize(images, resize_x=_float(out_width), resize_y=_float(out_height),
                            interp_type=INTERPOLATIONS[self.interpolation])
-        corner_y, corner_x = _center_corner(out_height, self.crop_size), _center_corner(out_width, self.crop_size)
         if self.crop_mode == "border":  # the crop can be larger than the image: a slice pads it
             images = fn.slice(images, start=fn.stack(corner_y, corner_x), shape=[self.crop_size, self.crop_size],
                               axes=[0, 1], out_of_bounds_policy="pad",
                               fill_values=[float(min(255, round(m))) for m in self.mean])
-            return images, {}
+            return images, {}, None
         return images, {"crop": (self.crop_size, self.crop_size),
                         "crop_pos_x": _crop_pos(corner_x, out_width - self.crop_size),
-                        "crop_pos_y": _crop_pos(corner_y, out_height - self.crop_size)}
+                        "crop_pos_y": _crop_pos(corner_y, out_height - self.crop_size)}, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,18 +286,19 @@ class PadCrop:
         return fn.resize(images, resize_x=self.crop_size, resize_y=self.crop_size,
                          interp_type=INTERPOLATIONS[self.interpolation])
 
-    def train(self, images, *, encoded, device, image_size):
-        """uint8 HWC crops; the horizontal flip and the normalization follow in :func:`dali_mixup.mixup`."""
+    def train(self, images, *, encoded, device, image_size, resize_later=False):
+        """``(crops, None)``: uint8 HWC crops, already at their size; the horizontal flip and the normalization
+        follow in :func:`dali_mixup.mixup`."""
         images = self._resized(images, encoded, device, image_size)
         # The window's corner, in pixels from the image's, one offset in [-pad, pad] per axis.
         corner = fn.random.uniform(values=list(range(-self.pad, self.pad + 1)), shape=[2], dtype=types.INT32)
         crops = fn.slice(images, start=corner, shape=[self.crop_size, self.crop_size], axes=[0, 1],
                          out_of_bounds_policy="pad", fill_values=0)
-        return _vflip(crops, self.vflip)
+        return _vflip(crops, self.vflip), None
 
-    def val(self, images, *, encoded, device, image_size):
-        """``(images, window)``: uint8 HWC images of the output size, and no crop."""
-        return self._resized(images, encoded, device, image_size), {}
+    def val(self, images, *, encoded, device, image_size, resize_later=False):
+        """``(images, window, None)``: uint8 HWC images of the output size, no crop and no resize left to do."""
+        return self._resized(images, encoded, device, image_size), {}, None
 
 
 AUGMENTS = {"random_resized_crop": RandomResizedCrop, "pad_crop": PadCrop}

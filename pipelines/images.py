@@ -41,7 +41,9 @@ def train_pipeline(feed, augment, mixing, *, policies, erasing, normalize, devic
     """
     source = feed.source
     images, labels = source.read(feed, device=device)
-    crops = augment.train(images, encoded=source.encoded, device=device, image_size=source.image_size)
+    # Where nothing in between needs the crops at their size, mixup resizes them in its own pass.
+    crops, resize = augment.train(images, encoded=source.encoded, device=device, image_size=source.image_size,
+                                  resize_later=not policies and erasing is None)
     for policy in policies:
         crops = policy.apply(crops, augment.crop_size)
     mirror = fn.random.coin_flip(probability=augment.hflip)
@@ -49,7 +51,8 @@ def train_pipeline(feed, augment, mixing, *, policies, erasing, normalize, devic
     layout = _layout(channels_last)
     if erasing is None:
         images, targets = mixup(crops, labels, num_classes=source.num_classes, **dataclasses.asdict(mixing),
-                                dtype=image_dtype, mean=mean, std=std, mirror=mirror, output_layout=layout)
+                                dtype=image_dtype, mean=mean, std=std, mirror=mirror, output_layout=layout,
+                                resize=resize)
         return images, targets if soft_targets else _on(labels, device)
     # timm erases the normalized crops: flip and normalize them first (float32, HWC), erase, then mix the
     # float crops, with stock operators (about six passes more than the fused operator's one).
@@ -75,8 +78,13 @@ def val_pipeline(feed, augment, *, normalize, device, channels_last, image_dtype
     """Val batches: ``(images, labels)``, normalized images and integer labels; arguments as :func:`train_pipeline`."""
     source = feed.source
     images, labels = source.read(feed, device=device)
-    images, window = augment.val(images, encoded=source.encoded, device=device, image_size=source.image_size)
+    images, window, resize = augment.val(images, encoded=source.encoded, device=device, image_size=source.image_size,
+                                         resize_later=True)
     mean, std = normalize
+    if resize is not None:  # the resize, its center crop and the normalization in mixup's one pass (nothing mixed)
+        images, _ = mixup(images, labels, num_classes=source.num_classes, alpha=0.0, dtype=image_dtype, mean=mean,
+                          std=std, output_layout=_layout(channels_last), resize=resize)
+        return images, _on(labels, device)
     images = fn.crop_mirror_normalize(images, dtype=image_dtype, output_layout=_layout(channels_last),
                                       mean=mean, std=std, **window)
     return images, _on(labels, device)

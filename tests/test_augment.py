@@ -20,7 +20,7 @@ from torchvision.transforms import functional as F
 from conftest import DEVICES
 from dali_mixup import formats, make_loader
 from dali_mixup.photos import color_photos
-from helpers import MEAN, STD, VAL_MAX_TOLERANCE, VAL_MEAN_TOLERANCE, collect, photo_crops
+from helpers import MEAN, STD, VAL_MAX_TOLERANCE, VAL_MEAN_TOLERANCE, assert_exact, collect, photo_crops
 from pipelines import augment
 from pipelines.auto_augment import AutoAugment
 
@@ -174,7 +174,7 @@ def test_gaussian_blur_blurs_that_share_of_the_crops_as_torchvisions(device):
 @pipeline_def(seed=4, device_id=None)
 def train_crops(images, crop):
     data = fn.external_source(source=lambda: images, batch=True, layout="HWC")
-    return crop.train(data, encoded=False, device="cpu", image_size=None)
+    return crop.train(data, encoded=False, device="cpu", image_size=None)[0]  # resized here: no Resize left
 
 
 def test_vflip_and_random_interpolation_draw_per_crop():
@@ -313,25 +313,22 @@ def _difference(a, b):
 def test_val_crop_pct_is_timms_resize_and_center_crop(imagenet_dir):
     images = _val(imagenet_dir, crop_size=224, crop_pct=0.95)
     expected = _torchvision(_files(imagenet_dir), [transforms.Resize(math.floor(224 / 0.95)), transforms.CenterCrop(224)])
-    difference = _difference(images, expected)
-    assert difference.mean() < VAL_MEAN_TOLERANCE and difference.max() < VAL_MAX_TOLERANCE, difference
+    assert_exact(images, expected)
 
 
 def test_val_resize_size_is_torchvisions(imagenet_dir):
     images = _val(imagenet_dir, crop_size=176, resize_size=232)
     expected = _torchvision(_files(imagenet_dir), [transforms.Resize(232), transforms.CenterCrop(176)])
-    difference = _difference(images, expected)
-    assert difference.mean() < VAL_MEAN_TOLERANCE and difference.max() < VAL_MAX_TOLERANCE, difference
+    assert_exact(images, expected)
 
 
 def test_bicubic_is_torchvisions_bicubic_on_the_same_box(imagenet_dir):
     files = _files(imagenet_dir)
     images = _val(imagenet_dir, crop_size=160, interpolation="bicubic")
     steps = lambda mode: [transforms.Resize(182, interpolation=mode), transforms.CenterCrop(160)]  # noqa: E731
-    bicubic = _difference(images, _torchvision(files, steps(transforms.InterpolationMode.BICUBIC)))
+    assert_exact(images, _torchvision(files, steps(transforms.InterpolationMode.BICUBIC)))
     bilinear = _difference(images, _torchvision(files, steps(transforms.InterpolationMode.BILINEAR)))
-    assert bicubic.mean() < VAL_MEAN_TOLERANCE and bicubic.max() < VAL_MAX_TOLERANCE, bicubic
-    assert (bicubic < 0.6 * bilinear).all(), (bicubic, bilinear)
+    assert (bilinear > 0.001).all(), bilinear  # the filter makes a difference here
 
 
 @pytest.mark.parametrize("mode", ["squash", "border"])
@@ -343,7 +340,10 @@ def test_val_crop_modes_are_timms(imagenet_dir, mode):
     expected = torch.stack([timm_eval(Image.open(f).convert("RGB")) for f in _files(imagenet_dir)])
     difference = _difference(images, expected)
     center = _difference(_val(imagenet_dir, crop_size=160, crop_pct=0.9), expected)
-    assert difference.mean() < VAL_MEAN_TOLERANCE and difference.max() < VAL_MAX_TOLERANCE, difference
+    if mode == "squash":  # the fused resize, Pillow's to the bit
+        assert_exact(images, expected)
+    else:  # border pads after DALI's fn.resize
+        assert difference.mean() < VAL_MEAN_TOLERANCE and difference.max() < VAL_MAX_TOLERANCE, difference
     assert (difference < 0.3 * center).all(), (difference, center)  # the mode changes the crop, and ours follows
 
 
@@ -351,8 +351,7 @@ def test_mean_and_std_are_timms_0_to_1_statistics(imagenet_dir):
     images = _val(imagenet_dir, crop_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     expected = _torchvision(_files(imagenet_dir), [transforms.Resize(256), transforms.CenterCrop(224)],
                             mean=[0.5] * 3, std=[0.5] * 3)
-    difference = _difference(images, expected)
-    assert difference.mean() < VAL_MEAN_TOLERANCE * 2 and difference.max() < VAL_MAX_TOLERANCE * 2, difference
+    assert_exact(images, expected)
 
 
 @pytest.mark.parametrize("device", DEVICES)

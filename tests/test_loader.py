@@ -67,11 +67,15 @@ def test_train_batches(sources, dataset, device):
 
 @pytest.mark.parametrize("split", ["train", "val"])
 @pytest.mark.parametrize("dataset", ["imagefolder", "webdataset", "cifar10"])
-def test_the_train_pipelines_mix_with_the_fused_operator(sources, dataset, split, tmp_path):
+def test_the_pipelines_resize_and_mix_with_the_fused_operator(sources, dataset, split, tmp_path):
+    """Train crops are resized, flipped, normalized and mixed in the fused operator; val's resize, center crop and
+    normalization are its one step too, but for CIFAR (pad_crop), whose images need no resize."""
     assert "cpu" in build.fused_backends(), "the fused operator did not build on this machine"
     loader = _loader(sources, dataset, split, batch_size=4, **({"mixup_alpha": 0.2} if split == "train" else {}))
     loader.pipeline.save_graph_to_dot_file(str(tmp_path / "graph.dot"))
-    assert ("MixupNormalize" in (tmp_path / "graph.dot").read_text()) == (split == "train")
+    graph = (tmp_path / "graph.dot").read_text()
+    assert ("MixupNormalize" in graph) == (split == "train" or dataset != "cifar10")
+    assert "__Resize_" not in graph  # no separate resize pass
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -81,6 +81,57 @@ void BlendSample(const SampleDesc &s, int64_t height, int64_t width, bool chw) {
   }
 }
 
+// The vertical pass of rows of `values` bytes: out row y is the weighted sum of input rows first[y]...,
+// `stride` bytes apart, whose row 0 is `first_row`. Row by row: the inner loop over the row's bytes is
+// plain integer arithmetic the compiler vectorizes, and the same sums as VerticalPixel's.
+__attribute__((target_clones("avx2", "default")))
+void VerticalRows(const uint8_t *in, int64_t stride, int first_row, const AxisWeights &axis, int rows, int64_t values,
+                  int32_t *__restrict sums, uint8_t *out, int64_t out_stride) {
+  for (int y = 0; y < rows; y++) {
+    for (int64_t e = 0; e < values; e++) sums[e] = 1 << (kPrecisionBits - 1);
+    const int32_t *k = &axis.weights[static_cast<size_t>(y) * axis.ksize];
+    for (int t = 0; t < axis.count[y]; t++) {
+      const uint8_t *__restrict row = in + (axis.first[y] - first_row + t) * stride;
+      const int32_t w = k[t];
+      for (int64_t e = 0; e < values; e++) sums[e] += row[e] * w;
+    }
+    uint8_t *__restrict dst = out + y * out_stride;
+    for (int64_t e = 0; e < values; e++) dst[e] = Clip8(sums[e]);
+  }
+}
+
+// The horizontal pass of `rows` rows: Pillow's sums, pixel by pixel.
+void HorizontalRows(const uint8_t *in, int64_t stride, int first_column, const AxisWeights &axis, int rows, int width,
+                    uint8_t *out) {
+  for (int y = 0; y < rows; y++) {
+    for (int x = 0; x < width; x++) {
+      HorizontalPixel(in + y * stride, first_column, axis.first.data(), axis.count.data(), axis.weights.data(),
+                      axis.ksize, x, out + (static_cast<int64_t>(y) * width + x) * 3);
+    }
+  }
+}
+
+// One sample's resize (resample.h) into `out` (height x width x 3), in Pillow 13's order of the passes;
+// `temp` and `sums` are this thread's scratch.
+void ResizeSample(const uint8_t *in, const Resize &r, int height, int width, uint8_t *out, std::vector<uint8_t> &temp,
+                  std::vector<int32_t> &sums) {
+  const AxisWeights horizontal = MakeAxisWeights(r.in_width, r.full_width, r.offset_x, width, r.filter);
+  const AxisWeights vertical = MakeAxisWeights(r.in_height, r.full_height, r.offset_y, height, r.filter);
+  const ResizeGeometry g(r, horizontal, vertical, height, width);
+  const int64_t in_stride = static_cast<int64_t>(r.in_width) * 3, temp_stride = static_cast<int64_t>(g.columns) * 3;
+  temp.resize(g.first_pass_bytes());
+  if (g.vertical_first) {
+    sums.resize(temp_stride);
+    VerticalRows(in + g.first * 3, in_stride, 0, vertical, height, temp_stride, sums.data(), temp.data(), temp_stride);
+    HorizontalRows(temp.data(), temp_stride, g.first, horizontal, height, width, out);
+  } else {
+    sums.resize(static_cast<size_t>(width) * 3);
+    HorizontalRows(in + g.first * in_stride, in_stride, 0, horizontal, g.rows, width, temp.data());
+    VerticalRows(temp.data(), temp_stride, g.first, vertical, height, static_cast<int64_t>(width) * 3, sums.data(), out,
+                 static_cast<int64_t>(width) * 3);
+  }
+}
+
 }  // namespace
 
 template <>
@@ -93,13 +144,28 @@ void MixupNormalize<::dali::CPUBackend>::RunImpl(::dali::Workspace &ws) {
   const int n = images.num_samples();
   const float off = label_smoothing_ / num_classes_;
   const float on = 1.0f - label_smoothing_ + off;
+  auto &pool = ws.GetThreadPool();
+  const int64_t image_bytes = height_ * width_ * 3;
+  if (resizing()) {
+    // Each crop resized once, into this operator's buffer, before any sample reads it as a partner.
+    resized_.resize(n * image_bytes);
+    scratch_.resize(pool.NumThreads() + 1);
+    sums_.resize(pool.NumThreads() + 1);
+    for (int i = 0; i < n; i++) {
+      pool.AddWork([&, i](int thread) {
+        ResizeSample(images.tensor<uint8_t>(i), resizes_[i], height_, width_, resized_.data() + i * image_bytes,
+                     scratch_[thread + 1], sums_[thread + 1]);
+      }, static_cast<int64_t>(resizes_[i].in_height) * resizes_[i].in_width);
+    }
+    pool.RunAll();
+  }
   std::vector<SampleDesc> samples(n);
   MakeSampleDescs(
-      samples.data(), n, [&](int i) { return images.tensor<uint8_t>(i); },
+      samples.data(), n,
+      [&](int i) { return resizing() ? resized_.data() + i * image_bytes : images.tensor<uint8_t>(i); },
       [&](int i) { return static_cast<void *>(out.mutable_tensor<float>(i)); },
       [&](int i) { return targets.mutable_tensor<float>(i); }, partner_.data(), lam_.data(), mirror_.data(),
       labels_.data(), boxes(), mean_, std_);
-  auto &pool = ws.GetThreadPool();
   for (int i = 0; i < n; i++) {
     pool.AddWork([&, i](int) {
       BlendSample(samples[i], height_, width_, chw_);
@@ -114,7 +180,8 @@ void MixupNormalize<::dali::CPUBackend>::RunImpl(::dali::Workspace &ws) {
 DALI_REGISTER_OPERATOR(MixupNormalize, ::dali_mixup::MixupNormalize<::dali::CPUBackend>, ::dali::CPU);
 
 DALI_SCHEMA(MixupNormalize)
-    .DocStr(R"(Mixup or CutMix, horizontal flip and normalization of uint8 HWC crops in one pass.
+    .DocStr(R"(Mixup or CutMix, horizontal flip and normalization of uint8 HWC crops in one pass, after a resize of
+each crop with ``size``.
 
 Sample ``i`` becomes ``(lam[i] * flip_i(x_i) + (1 - lam[i]) * flip_j(x_j) - mean) / std`` with
 ``j = partner[i]``, each sample flipped by its own ``mirror`` flag, and its target the same blend
@@ -122,8 +189,9 @@ of the (smoothed) one-hot labels. Outputs: the images and the float32 targets.)"
     .NumInput(2)
     .InputDevice(1, ::dali::InputDevice::CPU)  // the labels: one int per sample, read on the host
     .NumOutput(2)
-    .AddArg("lam", "Mixing weight, one per sample.", DALI_FLOAT, true)
-    .AddArg("partner", "Index of the partner sample in the batch, one per sample.", DALI_INT32, true)
+    .AddOptionalArg("lam", "Mixing weight, one per sample; 1 (no mixing) by default.", 1.0f, true)
+    .AddOptionalArg("partner", "Index of the partner sample in the batch, one per sample; -1 (itself) by default.",
+                    -1, true)
     .AddOptionalArg("mirror", "Flip horizontally (non-zero) or not, one per sample.", 0, true)
     .AddOptionalArg("box", R"(CutMix box [y0, x0, y1, x1), half-open, in output pixels, one per sample. A
 sample with a non-empty box takes its partner's pixels inside it and its own outside; lam still
@@ -133,7 +201,15 @@ weighs its target. Empty boxes, or none, blend the whole sample with lam.)", std
     .AddArg("num_classes", "Number of classes of the targets.", DALI_INT32)
     .AddOptionalArg("label_smoothing", "Smoothing of the one-hot rows.", 0.0f)
     .AddOptionalTypeArg("dtype", "Output type: FLOAT, or FLOAT16 on the GPU.", DALI_FLOAT)
-    .AddOptionalArg("output_layout", "\"CHW\" or \"HWC\".", std::string("CHW"));
+    .AddOptionalArg("output_layout", "\"CHW\" or \"HWC\".", std::string("CHW"))
+    .AddOptionalArg("size", R"([height, width]: resize each image, of any size, to this first, as Pillow resizes
+(its filters, fixed-point weights and uint8 rounding between the passes, Pillow 13's order of the
+passes). Empty: no resize, one image shape across the batch.)", std::vector<int>())
+    .AddOptionalArg("resized", R"([height, width] of the whole resize, one per sample, whose window at `offset`
+of `size` the output is (val's resize then center crop); `size` by default.)", std::vector<int>(), true)
+    .AddOptionalArg("offset", "[y, x] of the window in the whole resize, one per sample; [0, 0] by default.",
+                    std::vector<int>(), true)
+    .AddOptionalArg("resample", "The filter, one per sample: 0 bilinear, 1 bicubic, 2 Lanczos (Pillow's).", 0, true);
 
 namespace dali_mixup {
 

@@ -6,6 +6,10 @@
 // With a non-empty box [y0, x0, y1, x1) the sample is cut instead of blended: its pixels inside
 // the box are its partner's, the others its own (lam_i still weighs the targets).
 // Each sample is read once as itself and once as a partner, and the output is written once.
+//
+// With `size`, the crops come in any size and each is first resized to it as Pillow resizes (resample.h):
+// the output is the window at `offset` of the crop resized to `resized` (the whole resize by default),
+// so that train's random-resized crops and val's resize and center crop are this operator's one step.
 // It draws nothing (λ, partners, flips and boxes are its inputs, from DALI's random operators), so it
 // is stateless for DALI's checkpointing: a pipeline with it can be checkpointed and restored.
 #ifndef DALI_MIXUP_MIXUP_NORMALIZE_H_
@@ -19,6 +23,7 @@
 #include "dali/pipeline/operator/common.h"
 #include "dali/pipeline/operator/operator.h"
 #include "blend.h"
+#include "resample.h"
 
 namespace dali_mixup {
 
@@ -32,13 +37,16 @@ class MixupNormalize : public ::dali::StatelessOperator<Backend> {
         dtype_(spec.GetArgument<::dali::DALIDataType>("dtype")),
         chw_(spec.GetArgument<std::string>("output_layout") == "CHW"),
         num_classes_(spec.GetArgument<int>("num_classes")),
-        label_smoothing_(spec.GetArgument<float>("label_smoothing")) {
+        label_smoothing_(spec.GetArgument<float>("label_smoothing")),
+        size_(spec.GetRepeatedArgument<int>("size")) {
     DALI_ENFORCE(mean_.size() == 3 && std_.size() == 3, "mean and std need 3 values, one per channel");
     DALI_ENFORCE(dtype_ == DALI_FLOAT || dtype_ == DALI_FLOAT16,
                  "dtype must be FLOAT or FLOAT16");
     auto layout = spec.GetArgument<std::string>("output_layout");
     DALI_ENFORCE(layout == "CHW" || layout == "HWC", "output_layout must be \"CHW\" or \"HWC\", got " + layout);
     DALI_ENFORCE(num_classes_ >= 1, "num_classes must be >= 1");
+    DALI_ENFORCE(size_.empty() || (size_.size() == 2 && size_[0] >= 1 && size_[1] >= 1),
+                 "size must be [height, width], each >= 1, or empty (no resize)");
   }
 
  protected:
@@ -51,15 +59,18 @@ class MixupNormalize : public ::dali::StatelessOperator<Backend> {
     DALI_ENFORCE(images.sample_dim() == 3, "MixupNormalize takes HWC images");
     const auto &shape = images.shape();
     for (int i = 0; i < n; i++) {
-      DALI_ENFORCE(shape[i] == shape[0], "MixupNormalize needs one image shape across the batch");
+      const auto sample = shape.tensor_shape_span(i), first = shape.tensor_shape_span(0);
+      DALI_ENFORCE(sample[2] == 3, ::dali::make_string("MixupNormalize takes 3-channel images, sample ", i, " has ",
+                                                       sample[2]));
+      DALI_ENFORCE(resizing() || std::equal(sample.begin(), sample.end(), first.begin()),
+                   "MixupNormalize needs one image shape across the batch, or `size` to resize each image to");
     }
-    if (n > 0) {
-      DALI_ENFORCE(shape[0][2] == 3, "MixupNormalize takes 3-channel images");
-    }
+    if (resizing()) ReadResizes(ws, shape, n);
     ::dali::GetPerSampleArgument<float>(lam_, "lam", this->spec_, ws, n);
     ::dali::GetPerSampleArgument<int>(partner_, "partner", this->spec_, ws, n);
     ::dali::GetPerSampleArgument<int>(mirror_, "mirror", this->spec_, ws, n);
     for (int i = 0; i < n; i++) {
+      if (partner_[i] == -1) partner_[i] = i;  // the default: no partner, lam 1
       DALI_ENFORCE(partner_[i] >= 0 && partner_[i] < n, "partner index out of range");
     }
     // The labels are a CPU input on both backends: one int per sample, checked here.
@@ -73,8 +84,8 @@ class MixupNormalize : public ::dali::StatelessOperator<Backend> {
       DALI_ENFORCE(labels_[i] >= 0 && labels_[i] < num_classes_,
                    ::dali::make_string("label ", labels_[i], " of sample ", i, " is outside [0, ", num_classes_, ")"));
     }
-    height_ = n ? shape[0][0] : 0;
-    width_ = n ? shape[0][1] : 0;
+    height_ = resizing() ? size_[0] : n ? shape[0][0] : 0;
+    width_ = resizing() ? size_[1] : n ? shape[0][1] : 0;
     ReadBoxes(ws, n);
     output_desc.resize(2);
     ::dali::TensorShape<3> out_shape = chw_ ? ::dali::TensorShape<3>{3, height_, width_}
@@ -107,14 +118,59 @@ class MixupNormalize : public ::dali::StatelessOperator<Backend> {
 
   const int *boxes() const { return has_boxes_ ? boxes_.data() : nullptr; }
 
+  bool resizing() const { return !size_.empty(); }
+
+  // Each sample's resize: the whole resize's size (`resized`, default `size`), the window's corner in it
+  // (`offset`, default 0) and the filter (`resample`), checked against the image and the window.
+  void ReadResizes(const ::dali::Workspace &ws, const ::dali::TensorListShape<> &shape, int n) {
+    std::vector<int> resized = ReadPairs(ws, "resized", n, size_), offset = ReadPairs(ws, "offset", n, {0, 0});
+    ::dali::GetPerSampleArgument<int>(resample_, "resample", this->spec_, ws, n);
+    resizes_.resize(n);
+    for (int i = 0; i < n; i++) {
+      Resize &r = resizes_[i];
+      const auto sample = shape.tensor_shape_span(i);
+      r = {static_cast<int>(sample[0]), static_cast<int>(sample[1]), resized[2 * i], resized[2 * i + 1],
+           offset[2 * i], offset[2 * i + 1], resample_[i]};
+      DALI_ENFORCE(r.in_height >= 1 && r.in_width >= 1, ::dali::make_string("sample ", i, " is an empty image"));
+      DALI_ENFORCE(r.filter >= 0 && r.filter < kNumFilters,
+                   ::dali::make_string("resample of sample ", i, " must be 0 (bilinear), 1 (bicubic) or 2 (Lanczos), "
+                                       "got ", r.filter));
+      DALI_ENFORCE(r.offset_y >= 0 && r.offset_x >= 0 && r.offset_y + size_[0] <= r.full_height &&
+                       r.offset_x + size_[1] <= r.full_width,
+                   ::dali::make_string("the ", size_[0], "x", size_[1], " window at (", r.offset_y, ", ", r.offset_x,
+                                       ") of sample ", i, " is not inside its resize to ", r.full_height, "x",
+                                       r.full_width));
+    }
+  }
+
+  // A per-sample argument of 2 ints, or `fallback` for every sample where it is not given.
+  std::vector<int> ReadPairs(const ::dali::Workspace &ws, const char *name, int n, const std::vector<int> &fallback) {
+    std::vector<int> values(2 * n);
+    for (int i = 0; i < n; i++) std::copy(fallback.begin(), fallback.end(), values.begin() + 2 * i);
+    if (!this->spec_.HasTensorArgument(name)) return values;
+    const auto &input = ws.ArgumentInput(name);
+    DALI_ENFORCE(input.type() == DALI_INT32, ::dali::make_string(name, " must be int32"));
+    for (int i = 0; i < n; i++) {
+      DALI_ENFORCE(::dali::volume(input.tensor_shape(i)) == 2,
+                   ::dali::make_string(name, " of sample ", i, " needs 2 values [y, x]"));
+      std::copy(input.tensor<int>(i), input.tensor<int>(i) + 2, values.begin() + 2 * i);
+    }
+    return values;
+  }
+
   std::vector<float> mean_, std_;
   ::dali::DALIDataType dtype_;
   bool chw_;
   int num_classes_;
   float label_smoothing_;
   std::vector<float> lam_;
-  std::vector<int> partner_, mirror_, labels_, boxes_;
+  std::vector<int> partner_, mirror_, labels_, boxes_, resample_;
   bool has_boxes_ = false;
+  std::vector<int> size_;  // [height, width] to resize to; empty: no resize
+  std::vector<Resize> resizes_;
+  std::vector<uint8_t> resized_;                 // the resized crops (CPU backend)
+  std::vector<std::vector<uint8_t>> scratch_;    // each thread's first-pass pixels (CPU backend)
+  std::vector<std::vector<int32_t>> sums_;       // each thread's row of sums (CPU backend)
   int64_t height_ = 0, width_ = 0;
 };
 
