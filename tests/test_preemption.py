@@ -133,6 +133,16 @@ def test_a_kill_at_any_moment_leaves_a_consistent_run_folder(digits_dir, tmp_pat
     assert not (out / "checkpoint.pt.tmp").exists()
 
 
+def test_a_resume_keeps_the_metrics_of_the_epochs_done(digits_dir, tmp_path):
+    """The metrics file is rewritten from the checkpoint's rows at a resume: an epoch done before it stays."""
+    assert _single(digits_dir, tmp_path, "--epochs", "1").wait(timeout=600) == 0
+    longer = _single(digits_dir, tmp_path, "--epochs", "2", "--resume")
+    log = longer.communicate(timeout=600)[0]
+    assert longer.returncode == 0, log[-3000:]
+    rows = _lines(tmp_path / "metrics.jsonl")
+    assert [row["epoch"] for row in rows] == [0, 1] and rows == list(checkpoint.load(tmp_path / "checkpoint.pt")["metrics"])
+
+
 def test_resume_of_a_finished_run_says_so_and_changes_nothing(digits_dir, tmp_path):
     process = _single(digits_dir, tmp_path, "--epochs", "1")
     assert process.wait(timeout=600) == 0
