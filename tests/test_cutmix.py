@@ -1,10 +1,12 @@
 """CutMix, the mixup/CutMix switch and prob in the graph: against the reference (itself checked against timm),
 the laws of λ and the box, and the fused operator against its fallback."""
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
-from nvidia.dali import fn, pipeline_def
+from nvidia.dali import fn, pipeline_def, types
 from scipy import stats
 
 from conftest import DEVICES
@@ -144,15 +146,48 @@ def test_prob_mixes_that_share_of_the_samples(prob):
     assert abs(mixed.mean() - prob) < 0.06, mixed.mean()
 
 
-def test_the_fused_operator_and_the_fallback_agree(monkeypatch):
-    # With CutMix alone both graphs draw the same λ, partners and boxes, so the images can be compared.
-    _, _, _, fused = run("cpu", 32, alpha=0.0, cutmix_alpha=1.0, per_sample=True, label_smoothing=0.1)
-    monkeypatch.setenv("DALI_MIXUP_FUSED", "0")
-    _, _, _, fallback = run("cpu", 32, alpha=0.0, cutmix_alpha=1.0, per_sample=True, label_smoothing=0.1)
-    for a, b in zip(fused, fallback):
-        for name, x, y in zip(("lam", "perm", "box"), a[2:], b[2:]):
-            assert np.array_equal(x, y), name
-        assert np.abs(a[0] - b[0]).max() < 1e-5 and np.abs(a[1] - b[1]).max() < 1e-6
+DRAW_CONFIGS = {
+    "cutmix": dict(alpha=0.0, cutmix_alpha=1.0),
+    "switch-prob": dict(alpha=0.4, cutmix_alpha=1.0, switch_prob=0.5, prob=0.7),
+    "prob": dict(alpha=0.0, cutmix_alpha=0.5, prob=0.5),
+    "minmax": dict(alpha=0.0, cutmix_minmax=(0.2, 0.8)),
+    "uncorrected": dict(alpha=0.3, cutmix_alpha=1.0, correct_lam=False),
+}
+
+
+@pytest.mark.parametrize("mode", ["batch", "elem", "pair"])
+@pytest.mark.parametrize("config", list(DRAW_CONFIGS))
+def test_the_plugins_draws_are_the_graphs_arithmetic_on_the_same_draws(config, mode):
+    """MixupDraws (one operator) and the graph's 37 to 51 give the same λ, partners and boxes, to the bit, from the
+    same random draws: the fallback without the plugin mixes by the same law."""
+    mixup_module = importlib.import_module("dali_mixup.mixup")  # the module (the package's `mixup` is the function)
+    mixing = mixup_module.Mixing(**DRAW_CONFIGS[config], per_sample=mode == "elem", pairs=mode == "pair")
+    size = lambda: types.Constant(np.array(SIZE, np.float32))  # noqa: E731
+
+    @pipeline_def(batch_size=16, num_threads=1, device_id=None, seed=21)
+    def pipe():
+        perm, once = mixup_module._partners(mixing)
+        draws = mixup_module._cutmix_draws(mixing)
+        lam, box = mixup_module._cutmix_in_graph(mixing, size, once, draws)
+        return (lam, perm, box, *mixup_module._draw_in_plugin(mixing, size, draws, perm))
+
+    p = pipe()
+    p.build()
+    for _ in range(8):
+        graph_lam, graph_perm, graph_box, lam, perm, box = (o.as_array() for o in p.run())
+        assert np.array_equal(lam, graph_lam) and np.array_equal(box, graph_box) and np.array_equal(perm, graph_perm)
+        if mode == "batch":
+            assert (lam == lam[0]).all() and (box == box[0]).all()
+
+
+def test_the_plugin_computes_cutmixs_draws_in_one_operator(tmp_path):
+    images, labels = crops(4)
+    pipe = crops_pipeline(images, labels, [np.int32(0)] * 4, "cpu", {"num_classes": NUM_CLASSES, "alpha": 0.4,
+                                                                    "cutmix_alpha": 1.0, "prob": 0.8},
+                          batch_size=4, num_threads=1, device_id=None)
+    pipe.save_graph_to_dot_file(str(tmp_path / "graph.dot"))
+    graph = (tmp_path / "graph.dot").read_text()
+    assert "MixupDraws" in graph and "ArithmeticGenericOp" not in graph
 
 
 @pytest.mark.parametrize("device", DEVICES)
