@@ -36,7 +36,7 @@ import sys
 import time
 
 CSRC = os.path.join(os.path.dirname(__file__), "csrc")
-CPU_SOURCES = ("mixup_normalize.cc", "mixup_draws.cc")
+CPU_SOURCES = ("mixup_normalize.cc", "mixup_draws.cc", "log_spectrogram.cc")
 CUDA_SOURCES = ("mixup_normalize.cu",)
 HEADERS = ("mixup_normalize.h", "blend.h", "blend_kernel.h", "resample.h")
 
