@@ -318,6 +318,13 @@ def _draw(mixing, image_size):
     return lam, perm, box
 
 
+def mixing_draws(mixing, size):
+    """``(lam, perm, box)`` of a batch, drawn as :func:`mixup` draws them (see ``_draw``), for an operator that
+    mixes by itself (the plugin's LogSpectrogram); ``size`` is ``(height, width)``; ``box`` is None without
+    CutMix."""
+    return _draw(mixing, lambda: types.Constant(np.array(size, np.float32)))
+
+
 def _image_size(images, layout):
     """``[height, width]`` of ``images`` (a float32 graph node, CPU) for its layout."""
     shape = fn.cast(images.shape(), dtype=types.FLOAT)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import DEVICES
-from nvidia.dali import fn, pipeline_def
+from nvidia.dali import fn, pipeline_def, types
 
 from dali_mixup import formats, make_loader, mixup
+from dali_mixup.mixup import Mixing, mixing_draws
 from dali_mixup import speech_reference as reference
 from dali_mixup.reference import mixup_reference
 from dali_mixup.spoken_words import utterance, write_wav
@@ -133,6 +134,41 @@ def test_train_mixes_spectrograms_as_the_reference(spoken_dir, device, cutmix):
     torch.testing.assert_close(mixed, want_images, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(targets, want_targets)
     assert (targets.max(dim=1).values < 0.999).sum() >= 4  # α = 1 per sample: most rows soft
+
+
+@pytest.mark.parametrize("mixing", [dict(alpha=1.0, per_sample=True), dict(alpha=0.4, label_smoothing=0.1),
+                                    dict(alpha=1.0, cutmix_alpha=1.0, per_sample=True, prob=0.8)],
+                         ids=["mixup-elem", "mixup-smoothing", "switch-prob"])
+def test_the_plugin_mixes_spectrograms_in_its_standardizing_pass(spoken_dir, mixing):
+    """LogSpectrogram with the labels and the draws mixes as mixup_reference mixes its own unmixed features."""
+    from pipelines import speech
+
+    root, _ = spoken_dir
+    files, labels, _ = formats.speech_commands(str(root), "train")
+    files, labels = files[::10][:8], labels[::10][:8].tolist()
+    mix = Mixing(**mixing)
+
+    @pipeline_def(batch_size=8, num_threads=2, device_id=None, seed=4)
+    def pipe():
+        encoded, label = fn.readers.file(files=files, labels=labels)
+        plain = log_spectrogram(encoded, "cpu")
+        lam, perm, box = mixing_draws(mix, (161, 101))
+        box = box if box is not None else fn.cast(perm * 0, dtype=types.INT32) + types.Constant(np.zeros(4, np.int32))
+        mixed, targets = fn.log_spectrogram(speech._decode(encoded), fn.cast(label, dtype=types.INT32), lam=lam,
+                                            partner=perm, box=box, window=speech.HAMMING, hop=speech.HOP,
+                                            frames=speech.FRAMES, num_classes=35,
+                                            label_smoothing=float(mix.label_smoothing))
+        return plain, mixed, targets, lam, perm, box
+
+    p = pipe()
+    p.build()
+    for _ in range(3):
+        plain, mixed, targets, lam, perm, box = (torch.from_numpy(np.array(o.as_tensor())) for o in p.run())
+        want, want_targets = mixup_reference(plain, torch.tensor(labels), lam, perm.long(), 35,
+                                             label_smoothing=mix.label_smoothing, box=box)
+        torch.testing.assert_close(mixed, want, atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(targets, want_targets)
+    assert (lam < 0.99).any()
 
 
 def test_the_train_loader_mixes_and_shuffles(spoken_dir):

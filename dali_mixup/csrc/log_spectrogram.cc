@@ -163,6 +163,18 @@ void Transform(const Plan &plan, const float *frames, float *re, float *im, floa
 
 }  // namespace
 
+// A spectrogram's standardization as an affine map: (x - mean) / std, or x itself where the std is 0.
+struct Standardize {
+  float scale = 1.0f, offset = 0.0f;
+};
+
+// out[e] = a * x[e] + b * y[e] + c over a run of values: the blend of two standardized spectrograms, or one.
+__attribute__((target_clones("avx2", "default")))
+void BlendRun(const float *__restrict x, const float *__restrict y, float a, float b, float c, float *__restrict out,
+              int64_t count) {
+  for (int64_t e = 0; e < count; e++) out[e] = a * x[e] + b * y[e] + c;
+}
+
 class LogSpectrogram : public ::dali::StatelessOperator<::dali::CPUBackend> {
  public:
   explicit LogSpectrogram(const ::dali::OpSpec &spec)
@@ -170,19 +182,27 @@ class LogSpectrogram : public ::dali::StatelessOperator<::dali::CPUBackend> {
         window_(spec.GetRepeatedArgument<float>("window")),
         hop_(spec.GetArgument<int>("hop")),
         frames_(spec.GetArgument<int>("frames")),
+        mixing_(spec.NumRegularInput() == 2),
+        num_classes_(spec.GetArgument<int>("num_classes")),
+        label_smoothing_(spec.GetArgument<float>("label_smoothing")),
         plan_(static_cast<int>(window_.size())) {
     DALI_ENFORCE(window_.size() >= 2 && window_.size() % 2 == 0, "the window needs an even length >= 2 (the FFT's)");
     DALI_ENFORCE(hop_ >= 1 && frames_ >= 1, "hop and frames must be >= 1");
+    DALI_ENFORCE(!mixing_ || num_classes_ >= 1, "with labels, num_classes must be >= 1");
   }
 
  protected:
   bool SetupImpl(std::vector<::dali::OutputDesc> &output_desc, const ::dali::Workspace &ws) override {
     const auto &audio = ws.Input<::dali::CPUBackend>(0);
+    const int n = audio.num_samples();
     DALI_ENFORCE(audio.type() == DALI_FLOAT, "LogSpectrogram takes float32 audio");
     DALI_ENFORCE(audio.sample_dim() == 1, "LogSpectrogram takes mono audio, one dimension");
-    output_desc.resize(1);
-    output_desc[0] = {::dali::uniform_list_shape(audio.num_samples(), ::dali::TensorShape<3>{1, plan_.bins, frames_}),
-                      DALI_FLOAT};
+    output_desc.resize(mixing_ ? 2 : 1);
+    output_desc[0] = {::dali::uniform_list_shape(n, ::dali::TensorShape<3>{1, plan_.bins, frames_}), DALI_FLOAT};
+    if (mixing_) {
+      ReadMixing(ws, n);
+      output_desc[1] = {::dali::uniform_list_shape(n, ::dali::TensorShape<1>{num_classes_}), DALI_FLOAT};
+    }
     return true;
   }
 
@@ -191,16 +211,38 @@ class LogSpectrogram : public ::dali::StatelessOperator<::dali::CPUBackend> {
     auto &out = ws.Output<::dali::CPUBackend>(0);
     out.SetLayout("CHW");
     auto &pool = ws.GetThreadPool();
-    for (int i = 0; i < audio.num_samples(); i++) {
+    const int n = audio.num_samples();
+    const int64_t values = static_cast<int64_t>(plan_.bins) * frames_;
+    // Without mixing, each spectrogram is made in its output and standardized there. With it, the
+    // spectrograms are made here first, and the standardization and the blend with the partner are one
+    // pass that writes the output: the mixing costs the read of the partner's values.
+    if (mixing_) features_.resize(n * values);
+    standardize_.resize(n);
+    for (int i = 0; i < n; i++) {
       pool.AddWork([&, i](int) {
-        Clip(audio.tensor<float>(i), audio.tensor_shape(i)[0], out.mutable_tensor<float>(i));
+        float *spectrogram = mixing_ ? features_.data() + i * values : out.mutable_tensor<float>(i);
+        standardize_[i] = Clip(audio.tensor<float>(i), audio.tensor_shape(i)[0], spectrogram);
+        if (!mixing_) {
+          const Standardize s = standardize_[i];
+          for (int64_t e = 0; e < values; e++) spectrogram[e] = s.scale * spectrogram[e] + s.offset;
+        }
       }, audio.tensor_shape(i)[0]);
+    }
+    pool.RunAll();
+    if (!mixing_) return;
+    auto &targets = ws.Output<::dali::CPUBackend>(1);
+    for (int i = 0; i < n; i++) {
+      pool.AddWork([&, i](int) {
+        MixSample(i, out.mutable_tensor<float>(i));
+        Targets(i, targets.mutable_tensor<float>(i));
+      }, values);
     }
     pool.RunAll();
   }
 
  private:
-  void Clip(const float *samples, int64_t length, float *out) const {
+  // The log-magnitude spectrogram of a clip into `out` ([bins][frames]), and its standardization.
+  Standardize Clip(const float *samples, int64_t length, float *out) const {
     const int n = plan_.n, bins = plan_.bins;
     const int64_t count = length / hop_ + 1;  // centred frames, as NumPy's reference counts them
     const int kept = static_cast<int>(std::min<int64_t>(count, frames_));
@@ -226,14 +268,85 @@ class LogSpectrogram : public ::dali::StatelessOperator<::dali::CPUBackend> {
     double squares = 0;
     for (int64_t v = 0; v < values; v++) squares += (out[v] - mean) * (out[v] - mean);
     const double std = values > 1 ? std::sqrt(squares / (values - 1)) : 0.0;
-    if (std > 0) {
-      for (int64_t v = 0; v < values; v++) out[v] = static_cast<float>((out[v] - mean) / std);
+    Standardize s;
+    if (std > 0) s = {static_cast<float>(1.0 / std), static_cast<float>(-mean / std)};
+    return s;
+  }
+
+  // Sample i mixed with its partner, standardized, into `out`: blended with lam outside its CutMix box (with
+  // a box, its own values there), its partner's inside.
+  void MixSample(int i, float *out) const {
+    const int j = partner_[i], bins = plan_.bins;
+    const int64_t values = static_cast<int64_t>(bins) * frames_;
+    const float *x = features_.data() + i * values, *y = features_.data() + j * values;
+    const Standardize &si = standardize_[i], &sj = standardize_[j];
+    const int *box = &boxes_[4 * i];
+    const bool cut = box[0] < box[2] && box[1] < box[3];
+    const float lam = cut ? 1.0f : lam_[i];  // outside a box, a cut sample keeps its own values
+    const float a = lam * si.scale, b = (1.0f - lam) * sj.scale, c = lam * si.offset + (1.0f - lam) * sj.offset;
+    for (int row = 0; row < bins; row++) {
+      const int64_t r = static_cast<int64_t>(row) * frames_;
+      if (!cut || row < box[0] || row >= box[2]) {
+        BlendRun(x + r, y + r, a, b, c, out + r, frames_);
+        continue;
+      }
+      BlendRun(x + r, y + r, a, b, c, out + r, box[1]);
+      BlendRun(x + r + box[1], y + r + box[1], 0.0f, sj.scale, sj.offset, out + r + box[1], box[3] - box[1]);
+      BlendRun(x + r + box[3], y + r + box[3], a, b, c, out + r + box[3], frames_ - box[3]);
+    }
+  }
+
+  // The smoothed one-hot rows of sample i and its partner, blended with lam.
+  void Targets(int i, float *targets) const {
+    const float off = label_smoothing_ / num_classes_, on = 1.0f - label_smoothing_ + off;
+    for (int k = 0; k < num_classes_; k++) {
+      float value = off;
+      if (k == labels_[i]) value += lam_[i] * (on - off);
+      if (k == labels_[partner_[i]]) value += (1.0f - lam_[i]) * (on - off);
+      targets[k] = value;
+    }
+  }
+
+  // The labels (input 1) and the mixing's lam, partner and box (argument inputs), checked.
+  void ReadMixing(const ::dali::Workspace &ws, int n) {
+    const auto &labels = ws.Input<::dali::CPUBackend>(1);
+    DALI_ENFORCE(labels.type() == DALI_INT32, "labels must be int32");
+    labels_.resize(n);
+    for (int i = 0; i < n; i++) {
+      DALI_ENFORCE(::dali::volume(labels.tensor_shape(i)) == 1, "one label a clip");
+      labels_[i] = labels.tensor<int>(i)[0];
+      DALI_ENFORCE(labels_[i] >= 0 && labels_[i] < num_classes_,
+                   ::dali::make_string("label ", labels_[i], " of sample ", i, " is outside [0, ", num_classes_, ")"));
+    }
+    ::dali::GetPerSampleArgument<float>(lam_, "lam", this->spec_, ws, n);
+    ::dali::GetPerSampleArgument<int>(partner_, "partner", this->spec_, ws, n);
+    boxes_.assign(4 * n, 0);
+    for (int i = 0; i < n; i++) {
+      if (partner_[i] == -1) partner_[i] = i;
+      DALI_ENFORCE(partner_[i] >= 0 && partner_[i] < n, "partner index out of range");
+    }
+    if (!this->spec_.HasTensorArgument("box")) return;
+    const auto &boxes = ws.ArgumentInput("box");
+    DALI_ENFORCE(boxes.type() == DALI_INT32, "box must be int32");
+    for (int i = 0; i < n; i++) {
+      const int *box = boxes.tensor<int>(i);
+      DALI_ENFORCE(::dali::volume(boxes.tensor_shape(i)) == 4 && 0 <= box[0] && box[0] <= box[2] &&
+                       box[2] <= plan_.bins && 0 <= box[1] && box[1] <= box[3] && box[3] <= frames_,
+                   ::dali::make_string("the box of sample ", i, " is not [y0, x0, y1, x1) inside ", plan_.bins, "x",
+                                       frames_));
+      std::copy(box, box + 4, boxes_.begin() + 4 * i);
     }
   }
 
   std::vector<float> window_;
   int hop_, frames_;
+  bool mixing_;
+  int num_classes_;
+  float label_smoothing_;
   Plan plan_;
+  std::vector<float> features_, lam_;
+  std::vector<Standardize> standardize_;
+  std::vector<int> labels_, partner_, boxes_;
 };
 
 }  // namespace dali_mixup
@@ -244,9 +357,18 @@ DALI_SCHEMA(LogSpectrogram)
     .DocStr(R"(Standardized log-magnitude spectrograms of mono float32 clips, [1, len(window) / 2 + 1, frames]:
 frames centred every `hop` samples (the clip reflected at its ends), windowed, their magnitude spectrum, log1p,
 the time axis cut or zero-padded to `frames`, then (x - mean) / std over the whole (unbiased std; unchanged
-where it is 0).)")
-    .NumInput(1)
-    .NumOutput(1)
+where it is 0). With the labels as a second input, each is also mixed with its `partner` (lam, or a CutMix
+`box` [y0, x0, y1, x1) of bins and frames where the partner's values are taken), and the second output is
+the targets: the smoothed one-hot rows blended with lam.)")
+    .NumInput(1, 2)
+    .InputDevice(1, ::dali::InputDevice::CPU)
+    .OutputFn([](const ::dali::OpSpec &spec) { return spec.NumRegularInput(); })
     .AddArg("window", "The window, its length the FFT's (even).", DALI_FLOAT_VEC)
     .AddArg("hop", "Samples between frames.", DALI_INT32)
-    .AddArg("frames", "Frames kept (zero frames added after a short clip).", DALI_INT32);
+    .AddArg("frames", "Frames kept (zero frames added after a short clip).", DALI_INT32)
+    .AddOptionalArg("lam", "With labels: the weight of each clip's own values and label.", 1.0f, true)
+    .AddOptionalArg("partner", "With labels: each clip's partner in the batch; -1 (itself) by default.", -1, true)
+    .AddOptionalArg("box", "With labels: a CutMix box [y0, x0, y1, x1) of bins and frames a clip; empty: blend.",
+                    std::vector<int>(), true)
+    .AddOptionalArg("num_classes", "With labels: the targets' classes.", 0)
+    .AddOptionalArg("label_smoothing", "With labels: the one-hot rows' smoothing.", 0.0f);
