@@ -9,11 +9,14 @@ them to ``mixup``, and write normalized CHW images (float16 on the GPU, float32 
 - ``normalize`` flips and normalizes them (``crop_mirror_normalize``), as the pipeline does without mixup;
 - ``fused`` flips, normalizes and mixes them in one pass with the ``MixupNormalize`` operator;
 - ``composite`` does the same with stock DALI operators (the fallback);
-- ``fused_cutmix`` and ``composite_cutmix``: the same with CutMix (a box per sample) instead of mixup.
+- ``fused_cutmix`` and ``composite_cutmix``: the same with CutMix (a box per sample) instead of mixup;
+- ``fused_resize``: crops 1.5 x 1.25 times the output's side resized in the operator's pass (Pillow's
+  bilinear), then flipped, normalized and mixed; ``resize_then_fused``: ``fn.resize`` first, then ``fused``.
 
 A path's time is its time per iteration less ``plain``'s. Its floor is the bytes it must move
-(read each crop once, and for mixup its partner too; write the output once) divided by the
-measured copy bandwidth of the device (read + write).
+(read each crop once, and for mixup its partner too; write the output once; the resize paths read
+each larger crop once and write the output) divided by the measured copy bandwidth of the device
+(read + write).
 """
 
 import argparse
@@ -29,6 +32,7 @@ from nvidia.dali import fn, pipeline_def, types
 from benchmarks.common import environment, fused_off, hardware_tag, median, require_at_least
 from dali_mixup import mixup
 from dali_mixup.build import fused_backends
+from dali_mixup.mixup import Resize
 
 MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
@@ -36,7 +40,7 @@ NUM_CLASSES = 1000
 
 
 @pipeline_def
-def resident_batch(crops, labels, device, path):
+def resident_batch(crops, labels, device, path, size=None):
     """The same batch every iteration, through one path; no copy from the source."""
     images = fn.external_source(source=lambda: crops, batch=True, device=device, no_copy=True, layout="HWC")
     classes = fn.external_source(source=lambda: labels, batch=True, no_copy=True)
@@ -48,7 +52,11 @@ def resident_batch(crops, labels, device, path):
         images = fn.crop_mirror_normalize(images, dtype=dtype, output_layout="CHW", mean=MEAN, std=STD, mirror=mirror)
         return images, fn.one_hot(classes, num_classes=NUM_CLASSES)
     mixing = {"alpha": 0.0, "cutmix_alpha": 1.0, "per_sample": True} if path.endswith("cutmix") else {"alpha": 0.2}
-    return mixup(images, classes, num_classes=NUM_CLASSES, dtype=dtype, mean=MEAN, std=STD, mirror=mirror, **mixing)
+    if path == "resize_then_fused":
+        images = fn.resize(images, resize_x=size, resize_y=size, interp_type=types.INTERP_TRIANGULAR)
+    resize = {"resize": Resize((size, size))} if path == "fused_resize" else {}
+    return mixup(images, classes, num_classes=NUM_CLASSES, dtype=dtype, mean=MEAN, std=STD, mirror=mirror, **mixing,
+                 **resize)
 
 
 def seconds_per_iteration(pipe, iterations):
@@ -97,6 +105,10 @@ def main(argv=None):
     pipe_args = {"batch_size": args.batch_size, "num_threads": os.cpu_count(), "device_id": 0 if on_gpu else None,
                  "prefetch_queue_depth": 1}
     source = crops if on_gpu else crops.numpy()
+    # Crops as the decoder cuts them, larger than the output, for the resize paths.
+    big = torch.randint(0, 256, (args.batch_size, args.size * 3 // 2, args.size * 5 // 4, 3), dtype=torch.uint8,
+                        device=torch_device)
+    big_source = big if on_gpu else big.numpy()
     pipes = {"plain": resident_batch(source, labels, args.device, "plain", **pipe_args),
              "normalize": resident_batch(source, labels, args.device, "normalize", **pipe_args)}
     for mix in ("", "_cutmix"):
@@ -104,6 +116,9 @@ def main(argv=None):
             pipes["fused" + mix] = resident_batch(source, labels, args.device, "fused" + mix, **pipe_args)
         with fused_off():
             pipes["composite" + mix] = resident_batch(source, labels, args.device, "composite" + mix, **pipe_args)
+    if args.device in fused_backends():
+        for path in ("fused_resize", "resize_then_fused"):
+            pipes[path] = resident_batch(big_source, labels, args.device, path, args.size, **pipe_args)
     if args.device not in fused_backends():
         print(f"the fused operator is not built for {args.device}; timing the composite paths only", file=sys.stderr)
     for pipe in pipes.values():
@@ -114,6 +129,8 @@ def main(argv=None):
     moved = {"normalize": crop_bytes + out_bytes}
     for path in ("fused", "composite", "fused_cutmix", "composite_cutmix"):
         moved[path] = 2 * crop_bytes + out_bytes
+    for path in ("fused_resize", "resize_then_fused"):
+        moved[path] = big.numel() + out_bytes
     runs = {name: [] for name in pipes}
     runs["bandwidth"] = []
     for _ in range(args.runs):
@@ -128,7 +145,7 @@ def main(argv=None):
         op = median([t - p for t, p in zip(runs[name], runs["plain"])])
         floor = moved[name] / bandwidth
         results[name] = {"ms": op * 1e3, "floor_ms": floor * 1e3, "over_floor": op / floor, "bytes_moved": moved[name]}
-        print(f"{name:<10}{op * 1e3:>9.2f} ms   floor {floor * 1e3:7.2f} ms   {op / floor:5.2f}x the floor")
+        print(f"{name:<18}{op * 1e3:>9.2f} ms   floor {floor * 1e3:7.2f} ms   {op / floor:5.2f}x the floor")
 
     env = environment()
     report = {"env": env, "settings": vars(args), "results": results, "runs": runs}

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 
 def _run(module, *args):
@@ -40,24 +41,29 @@ def test_train_throughput_and_mixup_op_run_on_cpu(tmp_path, imagenet_dir):
     assert (tmp_path / "op.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_gpu_report_runs_every_step_on_the_cpu(tmp_path):
-    _run("benchmarks.gpu_report", "--device", "cpu", "--quick", "--out", tmp_path)
+def test_gpu_report_runs_every_step_on_the_cpu_within_its_budget(tmp_path):
+    start = time.perf_counter()
+    _run("benchmarks.gpu_report", "--device", "cpu", "--budget", "120", "--out", tmp_path)
+    assert time.perf_counter() - start < 130
     report = json.loads((tmp_path / "gpu-report.json").read_text())
     assert {"environment", "build", "tests", "benchmarks", "targets", "steps"} <= set(report)
     assert {"cpu", "cores", "gpu", "driver", "python", "torch", "dali"} <= set(report["environment"])
-    assert list(report["steps"]) == ["build", "tests", "mixup_op", "loader", "train_throughput"]
+    assert report["quick"] and report["budget"] == 120
+    assert list(report["steps"]) == ["build", "tests", "mixup_op", "loader", "speech", "train_throughput"]
     assert all(step["status"] == "ok" and step["seconds"] > 0 for step in report["steps"].values()), report["steps"]
     assert "cpu" in report["build"]["backends"] and report["build"]["library"].endswith(".so")
     assert report["tests"] and all(test["outcome"] == "passed" for test in report["tests"].values())
-    assert set(report["benchmarks"]) == {"mixup_op", "loader", "train_throughput"}
+    assert set(report["benchmarks"]) == {"mixup_op", "loader", "speech", "train_throughput"}
+    assert {"fused_resize", "resize_then_fused", "fused_cutmix"} <= set(report["benchmarks"]["mixup_op"]["results"])
     assert [row["target"] for row in report["targets"]] == [
-        "dali_mixup / dali (loader, mixup in the graph)", "dali / torchvision (loader)"]
+        "dali_mixup / dali (loader, mixup in the graph)", "dali / torchvision (loader)",
+        "dali / torch_dataloader (speech)", "dali_mixup / dali (speech)"]
     assert all(row["measured"] > 0 and row["met"] in (True, False) for row in report["targets"])
     text = (tmp_path / "gpu-report.md").read_text()
     assert all(f"## {section}\n" in text for section in ("Environment", "Build", "Tests", "Benchmarks", "Steps"))
     # What the device tool brings back: at most 8 files.
     assert sorted(os.listdir(tmp_path)) == ["gpu-report.json", "gpu-report.md", "loader.json", "loader.png",
-                                            "mixup-op.json", "mixup-op.png", "tests.xml", "train-throughput.json"]
+                                            "mixup-op.json", "mixup-op.png", "speech.json", "train-throughput.json"]
 
 
 def test_gpu_report_records_a_failing_step_and_goes_on():
@@ -105,3 +111,17 @@ def test_checkpoints_quick_times_a_save_training_and_the_agreement(tmp_path, dig
     assert report["save"]["resnet18"]["bytes"] > 40e6 and report["save"]["resnet18"]["save_ms"] > 0
     assert set(report["training_images_per_sec"]) == {"0", "5"} and "save every 5 / epoch end only" in report["ratios"]
     assert report["agreement"]["step_ms"] > 0 and len(report["agreement"]["runs"]["poll"]) == 1
+
+
+def test_the_deadline_plugin_stops_a_test_session_between_two_tests(tmp_path):
+    """gpu_report --budget's test step: past its deadline, pytest stops after the test running and writes its report."""
+    (tmp_path / "test_three.py").write_text("def test_a():\n    pass\n\ndef test_b():\n    pass\n\ndef test_c():\n    pass\n")
+    env = {**os.environ, "DALI_MIXUP_TEST_DEADLINE": str(time.time() - 1)}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+                             "benchmarks.pytest_deadline", f"--junitxml={tmp_path / 'tests.xml'}",
+                             str(tmp_path / "test_three.py")], capture_output=True, text=True, env=env,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks import gpu_report, pytest_deadline
+
+    assert pytest_deadline.STOPPED in result.stdout and "1 passed" in result.stdout, result.stdout
+    assert list(gpu_report.test_results(tmp_path / "tests.xml")) == ["test_three::test_a"]
