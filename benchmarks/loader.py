@@ -1,12 +1,20 @@
 """Loader throughput, side by side in one run: torchvision and DALI, each with and without mixup.
 
     python -m benchmarks.loader [--data DIR] [--device cpu|gpu] [--batch-size 64] [--workers N]
-                                [--threads N] [--runs 5] [--quick] [--json OUT]
+                                [--threads N] [--runs 5] [--stages] [--quick] [--json OUT]
 
 Each run measures every configuration once, in turn, over the same ImageNet-like JPEG folder
 (made with the dataset maker when --data is omitted): one epoch, timed after an untimed one
 (see ``measure``). The result is the median images/s over the runs, after a warm-up; the ratios
 are taken inside each run, then the median.
+
+``--stages`` adds the train pipeline's stages, timed the same way in the same runs, so that each
+configuration can be read against what its parts cost: ``stage_decode`` (DALI's decoder, whole
+images), ``stage_region_decode`` (the random crop's region alone, as the train pipeline decodes it),
+``stage_region_resize`` and ``stage_region_resize_linear`` (then ``fn.resize`` to the crop size,
+antialiased as today's was, and linear without antialiasing), ``stage_region_fused_resize`` (then the
+fused operator's resize, flip and normalization, no mixing) and ``stage_pil_decode`` (PIL's decoding
+of whole images, torchvision's, in the DataLoader's workers).
 """
 
 import argparse
@@ -20,8 +28,13 @@ import torch
 
 from benchmarks.common import environment, fused_off, hardware_tag, interleaved_runs, median, require_at_least
 from benchmarks.common import ratios as common_ratios
-from dali_mixup import make_loader
+from nvidia.dali import fn, pipeline_def, types
+
+from dali_mixup import make_loader, mixup
+from dali_mixup.mixup import Resize
 from dali_mixup.reference import mixup_reference
+from pipelines import augment
+from pipelines.sources import IMAGENET_MEAN, IMAGENET_STD
 
 CONFIGS = ("torchvision", "torchvision_mixup", "torchvision_timm_mixup", "torchvision_timm_mixup_cutmix", "dali",
            "dali_mixup", "dali_cutmix", "dali_mixup_cutmix", "dali_mixup_composite", "dali_then_torch_mixup",
@@ -39,6 +52,10 @@ RATIOS = {
 }
 ALPHA = 0.2
 CUTMIX_ALPHA = 1.0
+STAGES = ("stage_decode", "stage_region_decode", "stage_region_resize", "stage_region_resize_linear",
+          "stage_region_fused_resize", "stage_pil_decode")
+STAGE_RATIOS = {"dali / stage_region_decode": ("dali", "stage_region_decode"),
+                "dali_mixup / stage_region_decode": ("dali_mixup", "stage_region_decode")}
 # make_loader's mixing options for each DALI configuration (the others: none).
 DALI_MIXING = {
     "dali_mixup": {"mixup_alpha": ALPHA},
@@ -128,8 +145,52 @@ def timm_mixup(num_classes, cutmix_alpha=0.0, alpha=ALPHA, label_smoothing=0.0):
                  label_smoothing=label_smoothing), "timm.data.Mixup"
 
 
+@pipeline_def
+def stage_pipeline(root, stage, crop_size, device):
+    """One stage of the train pipeline over the folder's JPEGs (see the module docstring)."""
+    jpegs, labels = fn.readers.file(file_root=root, name="files")
+    if stage == "stage_decode":
+        return augment.decode(jpegs, device=device, adjust_orientation=False)
+    crop = augment.RandomResizedCrop(crop_size)
+    crops = crop.crop(jpegs, encoded=True, device=device)
+    if stage == "stage_region_decode":
+        return crops
+    if stage == "stage_region_fused_resize":
+        images, _ = mixup(crops, labels, num_classes=1000, alpha=0.0, mean=IMAGENET_MEAN,
+                          std=IMAGENET_STD, mirror=fn.random.coin_flip(),
+                          resize=Resize((crop_size, crop_size)))
+        return images
+    linear = stage == "stage_region_resize_linear"
+    return fn.resize(crops, resize_x=crop_size, resize_y=crop_size, antialias=not linear,
+                     interp_type=types.INTERP_LINEAR if linear else types.INTERP_TRIANGULAR)
+
+
+def build_stage(stage, root, args):
+    """An iterator factory for one stage: each call yields its batches of one epoch (``(batch, None)``)."""
+    if stage == "stage_pil_decode":
+        from torch.utils.data import DataLoader
+        from torchvision import datasets
+
+        loader = DataLoader(datasets.ImageFolder(root), batch_size=args.batch_size, shuffle=True, drop_last=True,
+                            num_workers=args.workers, persistent_workers=args.workers > 0,
+                            collate_fn=lambda batch: (batch, None))  # decoded PIL images, whole
+        return lambda: iter(loader)
+    pipe = stage_pipeline(root, stage, args.crop_size, args.device, batch_size=args.batch_size,
+                          num_threads=args.threads, device_id=0 if args.device == "gpu" else None, seed=0)
+    pipe.build()
+    batches = pipe.epoch_size("files") // args.batch_size
+
+    def epoch():
+        for _ in range(batches):
+            yield pipe.run()[0], None
+
+    return epoch
+
+
 def build(config, root, num_classes, args):
     """An iterator factory for one configuration: each call yields ``(images, targets)`` for one epoch."""
+    if config.startswith("stage_"):
+        return build_stage(config, root, args)
     device = torch.device("cuda" if args.device == "gpu" else "cpu")
     if config.startswith("torchvision"):
         from torchvision.transforms import v2
@@ -223,6 +284,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="DALI CPU threads")
     parser.add_argument("--runs", type=int, default=5, help="measured runs; the result is the median")
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    parser.add_argument("--stages", action="store_true", help="also time the train pipeline's stages (see above)")
     parser.add_argument("--quick", action="store_true", help="a small smoke test: 2 runs over 48 small images")
     parser.add_argument("--json", help="write the results here (default: benchmarks/results/DATE-loader-HW.json)")
     args = parser.parse_args(argv)
@@ -243,12 +305,14 @@ def main(argv=None):
             write_imagenet_like(args.data, classes, per_class)
     num_classes = len([entry for entry in os.scandir(args.data) if entry.is_dir()])
 
+    if args.stages:
+        args.configs = list(args.configs) + [stage for stage in STAGES if stage not in args.configs]
     epochs = {config: build(config, args.data, num_classes, args) for config in args.configs}
     for config, epoch in epochs.items():  # warm-up: workers started, pipelines built, caches filled
         measure(epoch, args.device)
     runs = interleaved_runs(lambda config: measure(epochs[config], args.device), args.configs, args.runs)
     results = {config: median(values) for config, values in runs.items()}
-    ratios = common_ratios(runs, RATIOS)
+    ratios = common_ratios(runs, {**RATIOS, **(STAGE_RATIOS if args.stages else {})})
     env = environment()
     report = {
         "env": env,

