@@ -81,13 +81,20 @@ def interleaved_runs(measure, configs, runs):
 
     Each run starts one configuration further on, so that no configuration always runs first (or
     after the same neighbour): on a noisy 2-core machine the position alone moved results by 10%.
-    A line per run goes to stderr.
+    A line per run goes to stderr, and on a terminal tqdm's bar of the measurements (with the time left).
     """
+    from tqdm import tqdm
+
     values = {config: [] for config in configs}
-    for run in range(runs):
-        for config in configs[run % len(configs):] + configs[: run % len(configs)]:
-            values[config].append(measure(config))
-        print(f"run {run + 1}/{runs}: " + ", ".join(f"{c} {values[c][-1]:.0f}" for c in configs), file=sys.stderr)
+    with tqdm(total=runs * len(configs), unit="measurement", file=sys.stderr, leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        for run in range(runs):
+            for config in configs[run % len(configs):] + configs[: run % len(configs)]:
+                bar.set_postfix_str(f"run {run + 1}/{runs}: {config}")
+                values[config].append(measure(config))
+                bar.update()
+            bar.write(f"run {run + 1}/{runs}: " + ", ".join(f"{c} {values[c][-1]:.0f}" for c in configs),
+                      file=sys.stderr)
     return values
 
 

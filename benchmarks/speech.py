@@ -151,7 +151,7 @@ def make_data(path, per_word):
 
 
 def markdown(results, ratios, runs):
-    """The README's tables: clips/s per configuration, and the ratios against their targets."""
+    """The tables of docs/benchmarks.md: clips/s per configuration, and the ratios against their targets."""
     lines = ["| configuration | clips/s |", "| --- | ---: |"]
     lines += [f"| `{config}` | {value:.0f} |" for config, value in results.items()]
     lines += ["", f"| ratio (median of the {runs} per-run ratios) | measured | target |", "| --- | ---: | ---: |"]

@@ -490,7 +490,7 @@ def make_loader(
 ):
     """Build the DALI pipeline for a dataset and wrap it as a ``DataLoader``-like iterable (:class:`DaliLoader`).
 
-    The image options take timm's ``create_transform`` / ``create_loader`` names and meanings (the README
+    The image options take timm's ``create_transform`` / ``create_loader`` names and meanings (docs/loader.md
     has the table, option by option, beside torchvision's reference flags); their defaults are ours,
     the same as before each was added, so that no existing run changes.
 

@@ -1,4 +1,4 @@
-"""The checks that guard the README's promises, each with a mutation of the code it was seen to catch.
+"""The checks that guard the documented promises, each with a mutation of the code it was seen to catch.
 
     python tests/mutations.py [--only WORD] [--list | --markdown]
 
@@ -6,7 +6,7 @@ For every entry, the mutation (one textual change to one file) is applied, the n
 and the file is put back: a test run that passes on the broken code is reported as MISSED, and the
 command exits with status 1. This is slow (a few minutes per ten mutations) and is not part of
 ``make test``; ``tests/test_mutations.py`` checks, quickly, that every mutation still applies to
-the code as it is, so this list cannot silently rot. The README's test section is this list.
+the code as it is, so this list cannot silently rot. docs/testing.md lists them (`--markdown` prints its table).
 """
 
 import argparse
@@ -264,6 +264,12 @@ MUTATIONS = [
     ("one train pipeline is alive at a time", "train/trainer.py",
      "            loader = None  # one train pipeline at a time", "            pass  # one train pipeline at a time",
      ["tests/test_train.py", "-k", "one_train_pipeline"]),
+    # ---- the documentation ----
+    ("the README's example runs", "README.md",
+     "                    mixup_alpha=0.2)", "                    mixup_alpha=-0.2)",
+     ["tests/test_docs.py", "-k", "README"]),
+    ("the docs' links lead somewhere", "docs/loader.md", "([the operator](operator.md#the-fused-operator))",
+     "([the operator](#the-fused-operator))", ["tests/test_docs.py", "-k", "link"]),
     # ---- speech ----
     ("the plugin's FFT is the spectrogram's", "dali_mixup/csrc/log_spectrogram.cc",
      "        const double angle = -2 * M_PI * static_cast<double>((static_cast<int64_t>(n2) * k) % n) / n;",
@@ -341,7 +347,7 @@ def _short(text, width=67):
 
 
 def markdown():
-    """The README's table of the promises and their mutations."""
+    """docs/testing.md's table of the promises and their mutations."""
     rows = ["| promise | mutation caught |", "| --- | --- |"]
     for promise, path, original, mutated, _ in MUTATIONS:
         rows.append(f"| {promise} | `{path}`: `{_short(original)}` → `{_short(mutated)}` |".replace("`(deleted)`",
@@ -353,7 +359,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run the mutations whose promise contains this word")
     parser.add_argument("--list", action="store_true", help="print the promises and files, run nothing")
-    parser.add_argument("--markdown", action="store_true", help="print the README's table of them, run nothing")
+    parser.add_argument("--markdown", action="store_true", help="print docs/testing.md's table of them, run nothing")
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown())

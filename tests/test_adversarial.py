@@ -1,4 +1,4 @@
-"""benchmarks.adversarial: FGSM and I-FGSM in pixel space, and the command on tiny fake runs."""
+"""benchmarks.paper.adversarial: FGSM and I-FGSM in pixel space, and the command on tiny fake runs."""
 
 import json
 
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks import adversarial
-from benchmarks.adversarial import PixelModel, fgsm, ifgsm
+from benchmarks.paper import adversarial
+from benchmarks.paper.adversarial import PixelModel, fgsm, ifgsm
 from pipelines.sources import IMAGENET_MEAN, IMAGENET_STD
 from train import checkpoint
 from train.models import create_model

@@ -1,4 +1,4 @@
-"""benchmarks.memorization: the method names, its options, and a tiny real run's JSON, table and figure."""
+"""benchmarks.paper.memorization: the method names, its options, and a tiny real run's JSON, table and figure."""
 
 import json
 import os
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks import memorization
-from benchmarks.memorization import parse_method
+from benchmarks.paper import memorization
+from benchmarks.paper.memorization import parse_method
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,9 @@
 import datetime
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -181,3 +184,10 @@ def test_the_speech_comparison_refuses_bad_options(argv, message, capsys):
     with pytest.raises(SystemExit):
         speech.main(argv)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["memorization", "adversarial", "tabular", "gan", "toy_boundary", "speech"])
+def test_the_papers_six_experiments_live_in_benchmarks_paper(name):
+    result = subprocess.run([sys.executable, "-m", f"benchmarks.paper.{name}", "--help"], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 0 and "usage:" in result.stdout, result.stderr[-2000:]

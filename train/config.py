@@ -127,7 +127,7 @@ RECIPES = {
     # Section 3.3: Speech Commands as normalized spectrograms, mixed just before the network; Adam at
     # 3e-3, batch 100, 30 epochs, the lr divided by 10 every 10 epochs, mixup after 5 ERM epochs. Ours
     # adds a one-epoch lr warm-up: from the first step at 3e-3 LeNet stays at chance (measured on the
-    # spoken words, see the README).
+    # spoken words, see docs/speech.md).
     "speech": dict(
         dataset="speechcommands", model="lenet_speech", epochs=30, total_batch=100, lr_per_sample=3e-3 / 100,
         opt="adam", weight_decay=0.0, warmup_epochs=1, milestones=[10, 20], mixup_alpha=0.2, mixup_warmup_epochs=5,

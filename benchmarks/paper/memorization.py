@@ -1,6 +1,6 @@
 """The memorization experiment of Zhang et al. (2018), section 3.4 and Table 2, on the demo digits.
 
-    python -m benchmarks.memorization [--data DIR] [--corrupt 0.5 [0.2 0.8]]
+    python -m benchmarks.paper.memorization [--data DIR] [--corrupt 0.5 [0.2 0.8]]
                                       [--methods erm erm+dropout:0.7 mixup:8 mixup:32 mixup:8+dropout:0.3]
                                       [--model resnet8] [--augment none|pad_crop|random_resized_crop]
                                       [--epochs 40] [--batch-size 32] [--lr 0.05] [--schedule cosine]
@@ -397,7 +397,7 @@ def count_images(folder):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.memorization", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.paper.memorization", description=__doc__.splitlines()[0],
                                      allow_abbrev=False)
     add = parser.add_argument
     add("--data", default="out/digits", help="the digits, train/ and val/ (made there if missing)")
@@ -476,7 +476,7 @@ def main(argv=None):
     settings["parameters"] = sum(p.numel() for p in create_model(args.model, 10).parameters())
     report = {
         "benchmark": "memorization (Zhang et al. 2018, section 3.4, Table 2)",
-        "command": " ".join(["python", "-m", "benchmarks.memorization", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python", "-m", "benchmarks.paper.memorization", *(argv if argv is not None else sys.argv[1:])]),
         "environment": environment,
         "settings": settings,
         "data": {"train": count_images(os.path.join(args.data, "train")),

@@ -1,6 +1,6 @@
 """Robustness to adversarial examples, Zhang et al. (2018), section 3.5 and Table 3, for trainer runs.
 
-    python -m benchmarks.adversarial RUN [RUN ...] --source SOURCE_RUN [--data DIR] [--eps 4] [--steps 10]
+    python -m benchmarks.paper.adversarial RUN [RUN ...] --source SOURCE_RUN [--data DIR] [--eps 4] [--steps 10]
                                      [--batch-size 100] [--threads 2] [--out JSON]
 
 Each RUN is a trainer run folder (config.json and checkpoint.pt). On the run's val set (its dataset
@@ -310,7 +310,7 @@ def _positive(kind):
 
 def parse_args(argv):
     """The command line (``sys.argv[1:]`` when ``argv`` is None); a bad option exits naming it."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.adversarial", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.paper.adversarial", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="trainer run folders (config.json, checkpoint.pt)")
     parser.add_argument("--source", required=True, help="run folder of an independently trained ERM model, "
                         "which makes the black-box examples")
@@ -378,7 +378,7 @@ def main(argv=None):
     start = time.perf_counter()
     evaluated = evaluate(models, source, loader, args.eps, args.steps)
     report = build_report(
-        command=["python", "-m", "benchmarks.adversarial", *(sys.argv[1:] if argv is None else argv)],
+        command=["python", "-m", "benchmarks.paper.adversarial", *(sys.argv[1:] if argv is None else argv)],
         source=args.source, runs=args.runs, configs=configs, data=data, eps=args.eps, steps=args.steps,
         batch_size=args.batch_size, num_classes=loader.num_classes, evaluated=evaluated,
         seconds=time.perf_counter() - start,
