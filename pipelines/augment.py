@@ -9,7 +9,6 @@ normalizes first and mixes the float crops (``pipelines.images``).
 """
 
 import dataclasses
-import functools
 import itertools
 import math
 
@@ -117,6 +116,10 @@ def _crop_pos(corner, slack):
 
 def _float(value):
     return float(value) if isinstance(value, int) else fn.cast(value, dtype=types.FLOAT)
+
+
+def _int32(value):
+    return types.Constant(value, dtype=types.INT32) if isinstance(value, int) else fn.cast(value, dtype=types.INT32)
 
 
 def _coin(prob):
@@ -234,11 +237,8 @@ class RandomResizedCrop:
             out_height, out_width = height * size // shorter, width * size // shorter
         corner_y, corner_x = _center_corner(out_height, self.crop_size), _center_corner(out_width, self.crop_size)
         if resize_later and self.crop_mode != "border" and self.interpolation in RESAMPLE:
-            as_int = functools.partial(fn.cast, dtype=types.INT32)
-            resized = fn.stack(*(as_int(v) if not isinstance(v, int) else types.Constant(v, dtype=types.INT32)
-                                 for v in (out_height, out_width)))
-            offset = fn.stack(*(as_int(v) if not isinstance(v, int) else types.Constant(v, dtype=types.INT32)
-                                for v in (corner_y, corner_x)))
+            resized = fn.stack(_int32(out_height), _int32(out_width))
+            offset = fn.stack(_int32(corner_y), _int32(corner_x))
             return images, {}, Resize((self.crop_size, self.crop_size), self.interpolation, resized, offset)
         images = fn.resize(images, resize_x=_float(out_width), resize_y=_float(out_height),
                            interp_type=INTERPOLATIONS[self.interpolation])

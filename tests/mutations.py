@@ -180,7 +180,7 @@ MUTATIONS = [
      "    for (int64_t e = 0; e < values; e++) sums[e] = 0;",
      ["tests/test_resize.py", "-k", "same_box and cpu"]),
     ("a val window is the center of the whole resize", "pipelines/augment.py",
-     "                                for v in (corner_y, corner_x)))", "                                for v in (corner_x, corner_y)))",
+     "offset = fn.stack(_int32(corner_y), _int32(corner_x))", "offset = fn.stack(_int32(corner_x), _int32(corner_y))",
      ["tests/test_loader.py", "-k", "torchvision"]),
     ("val's center crop is torchvision's, to the pixel", "pipelines/augment.py", "dtype=types.FLOAT) + 0.25",
      "dtype=types.FLOAT) + 1.25", ["tests/test_parity.py", "-k", "sample_for_sample"]),
