@@ -177,3 +177,33 @@ def test_a_window_outside_the_resize_is_an_error_naming_the_sample():
     p.build()
     with pytest.raises(RuntimeError, match=r"the 32x32 window at \(0, 9\) of sample 0 is not inside its resize to 40x40"):
         p.run()
+
+
+@pipeline_def(batch_size=32, num_threads=2, device_id=None, seed=9)
+def whole_crops_resized(images, interpolation):
+    """Whole images (the crop's scale and ratio 1) resized later, by mixup's pass, with ``interpolation``."""
+    data = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+    crop = augment.RandomResizedCrop(40, interpolation=interpolation, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    crops, resize = crop.train(data, encoded=False, device="cpu", image_size=None, resize_later=True)
+    labels = fn.cast(fn.random.coin_flip(probability=0.0), dtype=types.INT32)
+    return mixup(crops, labels, num_classes=2, alpha=0.0, mean=list(MEAN), std=list(STD), resize=resize)[0]
+
+
+@pytest.mark.parametrize("path", ["fused", "fallback"])
+def test_random_interpolation_picks_bilinear_or_bicubic_per_crop_in_the_deferred_resize(path, monkeypatch):
+    if path == "fallback":
+        monkeypatch.setenv("DALI_MIXUP_FUSED", "0")
+    photos = [photo for _, photo in color_photos()]
+    images = [np.ascontiguousarray(photos[k % len(photos)][:96, :96]) for k in range(32)]
+
+    def outputs(interpolation):
+        pipe = whole_crops_resized(images, interpolation)
+        pipe.build()
+        return pipe.run()[0].as_array()
+
+    mixed, bilinear, bicubic = outputs("random"), outputs("bilinear"), outputs("bicubic")
+    picks = []
+    for k, out in enumerate(mixed):
+        assert np.array_equal(out, bilinear[k]) or np.array_equal(out, bicubic[k]), k
+        picks.append(np.array_equal(out, bicubic[k]))
+    assert 4 <= sum(picks) <= 28  # both filters, per crop
