@@ -267,6 +267,11 @@ MUTATIONS = [
     ("one train pipeline is alive at a time", "train/trainer.py",
      "            loader = None  # one train pipeline at a time", "            pass  # one train pipeline at a time",
      ["tests/test_train.py", "-k", "one_train_pipeline"]),
+    # ---- the layers ----
+    ("importing a pipeline runs neither the loader nor torch", "dali_mixup/__init__.py",
+     '__all__ = ["make_loader", "mixup", "mixup_reference"]',
+     'from dali_mixup.reference import mixup_reference  # noqa\n__all__ = ["make_loader", "mixup", "mixup_reference"]',
+     ["tests/test_mixup.py", "-k", "one_way"]),
     # ---- the documentation ----
     ("the README's example runs", "README.md",
      "                    mixup_alpha=0.2)", "                    mixup_alpha=-0.2)",

@@ -182,3 +182,14 @@ def test_import_without_dali_names_the_extra():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "ImportError" in result.stderr and "dali-mixup[cuda12]" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("module", ["pipelines.images", "pipelines.speech", "pipelines.sources", "dali_mixup.mixup"])
+def test_the_data_flows_one_way_and_importing_a_layer_runs_none_above_it(module):
+    """No import cycle: a pipeline (or the operator) imports neither the loader nor torch, and
+    ``from dali_mixup import make_loader`` still works."""
+    code = (f"import sys, {module}; print(sorted(m for m in ('dali_mixup.loader', 'torch', 'train') if m in sys.modules)); "
+            "from dali_mixup import make_loader; print(make_loader.__module__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[:2] == ["[]", "dali_mixup.loader"], result.stdout
