@@ -171,7 +171,11 @@ def test_the_plugin_mixes_spectrograms_in_its_standardizing_pass(spoken_dir, mix
     assert (lam < 0.99).any()
 
 
-def test_the_train_loader_mixes_and_shuffles(spoken_dir):
+@pytest.mark.parametrize("path", ["plugin", "graph"])
+def test_the_train_loader_mixes_and_shuffles(spoken_dir, path, monkeypatch):
+    """On the CPU the plugin's LogSpectrogram mixes; without it (and on the GPU) the graph's mixup does."""
+    if path == "graph":
+        monkeypatch.setenv("DALI_MIXUP_FUSED", "0")
     root, _ = spoken_dir
     loader = make_loader(dataset="speechcommands", root=root, split="train", batch_size=16, device="cpu",
                          mixup_alpha=1.0, num_threads=2)
