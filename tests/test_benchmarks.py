@@ -41,9 +41,9 @@ def test_train_throughput_and_mixup_op_run_on_cpu(tmp_path, imagenet_dir):
     assert (tmp_path / "op.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_gpu_report_runs_every_step_on_the_cpu_within_its_budget(tmp_path):
+def test_gpu_report_runs_every_step_on_the_cpu_within_its_budget(tmp_path, spoken_dir):
     start = time.perf_counter()
-    _run("benchmarks.gpu_report", "--device", "cpu", "--budget", "120", "--out", tmp_path)
+    _run("benchmarks.gpu_report", "--device", "cpu", "--budget", "120", "--out", tmp_path, "--speech-data", spoken_dir[0])
     assert time.perf_counter() - start < 130
     report = json.loads((tmp_path / "gpu-report.json").read_text())
     assert {"environment", "build", "tests", "benchmarks", "targets", "steps"} <= set(report)
@@ -124,4 +124,5 @@ def test_the_deadline_plugin_stops_a_test_session_between_two_tests(tmp_path):
     from benchmarks import gpu_report, pytest_deadline
 
     assert pytest_deadline.STOPPED in result.stdout and "1 passed" in result.stdout, result.stdout
-    assert list(gpu_report.test_results(tmp_path / "tests.xml")) == ["test_three::test_a"]
+    (ran,) = gpu_report.test_results(tmp_path / "tests.xml")  # one test, named after pytest's rootdir
+    assert ran.endswith("test_three::test_a"), ran

@@ -99,7 +99,7 @@ def test_two_processes_train_lenet_on_spoken_words_with_mixup(five_words, tmp_pa
 
 def test_resume_continues_the_same_run(digits_dir, tmp_path):
     # ERM: without mixup's per-batch λ the loss of an epoch varies little with the data order.
-    common = ["--recipe", "demo", "--data", digits_dir, "--batch-size", 64, "--threads", 2, "--epochs", 4,
+    common = ["--recipe", "demo", "--data", digits_dir, "--batch-size", 64, "--threads", 2, "--epochs", 3,
               "--mixup-alpha", 0]
     straight = _train([*common, "--out", tmp_path / "straight"])
     assert straight.returncode == 0, straight.stderr[-3000:]
@@ -125,13 +125,13 @@ def test_resume_continues_the_same_run(digits_dir, tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming at epoch {len(before)}" in second.stdout
     resumed, reference = _metrics(out), _metrics(tmp_path / "straight")
-    assert [row["epoch"] for row in resumed] == [0, 1, 2, 3]
+    assert [row["epoch"] for row in resumed] == [0, 1, 2]
     assert resumed[: len(before)] == before
     for row, ref in zip(resumed, reference):
         assert row["lr"] == pytest.approx(ref["lr"])  # the schedule carries on where it stopped
-    # The resumed epochs see another data order (the pipelines restart with seed + 1000 * epoch), so
-    # the losses differ by that noise: measured 0.505 against the straight run's 0.470, with 1.874 at
-    # epoch 0. A model that restarted from scratch would be back near epoch 0's loss.
+    # Measured: the resumed epoch's loss 0.428 against the straight run's 0.444, with 1.832 at epoch 0 (the
+    # step-for-step resume is tests/test_preemption.py's). A model that restarted from scratch would be back
+    # near epoch 0's loss.
     first = len(before)
     assert abs(resumed[first]["train_loss"] - reference[first]["train_loss"]) < 0.1, (resumed, reference)
     assert resumed[first]["train_loss"] < 0.6 * reference[0]["train_loss"], (resumed, reference)
