@@ -224,7 +224,7 @@ class RandomResizedCrop:
             shape = fn.peek_image_shape(images, dtype=types.INT32, adjust_orientation=self.adjust_orientation)
             images = decode(images, device=device, adjust_orientation=self.adjust_orientation)
         else:
-            shape = fn.shapes(images, dtype=types.INT32)
+            shape = images.shape(dtype=types.INT32)
         size = _val_size(self.crop_size, self.crop_pct, self.resize_size)
         height, width = shape[0], shape[1]
         if self.crop_mode == "squash":

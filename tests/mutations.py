@@ -159,6 +159,10 @@ MUTATIONS = [
      '''    digest.update(json.dumps({"compiler": compiler, "nvcc": toolchain.nvcc, "flags": flags}, sort_keys=True).encode())''',
      '''    digest.update(json.dumps({"compiler": compiler, "nvcc": toolchain.nvcc}, sort_keys=True).encode())''',
      ["tests/test_fused.py", "-k", "key_changes"]),
+    # ---- the GPU graphs, made without a GPU ----
+    ("every GPU pipeline is a valid DALI graph", "pipelines/augment.py",
+     "            shape = images.shape(dtype=types.INT32)", "            shape = fn.shapes(images, dtype=types.INT32)",
+     ["tests/test_gpu_graphs.py"]),
     # ---- the loader: torchvision parity ----
     ("ImageFolder is recursive, as torchvision's", "dali_mixup/formats.py",
      "    if not nested:\n", "    if True:\n", ["tests/test_parity.py", "-k", "finds_what"]),

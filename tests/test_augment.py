@@ -46,7 +46,7 @@ def _jpeg(image):
 @pipeline_def(seed=11, device_id=None)
 def crop_shapes(data, crop, encoded):
     images = fn.external_source(source=lambda: data, batch=True)
-    return fn.shapes(crop.crop(images, encoded=encoded, device="cpu"))
+    return crop.crop(images, encoded=encoded, device="cpu").shape()
 
 
 @pytest.mark.parametrize("encoded", [True, False])
