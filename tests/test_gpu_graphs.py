@@ -7,6 +7,7 @@ executor) is a stub and CIFAR's copy to the GPU stays on the host, and each GPU 
 real. The first run of this check found CIFAR's val resize reading its images' shapes on the GPU
 (``fn.shapes``), which DALI refuses as the resize's arguments.
 """
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,37 @@ def test_cifar_options_make_gpu_graphs(gpu_graphs, cifar_root, options):
     # CIFAR's images come undecoded (and on the GPU): their shapes are read from the tensors.
     pipeline, _ = gpu_graphs(dataset="cifar10", root=cifar_root, **options)
     assert _on_gpu(pipeline)
+
+
+@pytest.mark.parametrize("path", ["plain", "normalize", "fused", "composite", "fused_cutmix", "composite_cutmix",
+                                  "fused_resize", "resize_then_fused"])
+def test_the_operator_benchmark_makes_gpu_graphs(gpu_graphs, path, monkeypatch):
+    from benchmarks.mixup_op import resident_batch
+
+    if path.startswith("composite"):
+        monkeypatch.setenv("DALI_MIXUP_FUSED", "0")
+    crops, labels = np.zeros((2, 48, 40, 3), np.uint8), [np.array([k], np.int32) for k in range(2)]
+    pipeline = resident_batch(crops, labels, "gpu", path, 32, batch_size=2, num_threads=1, device_id=0)
+    assert [node.device for node in pipeline._graph_out] == ["gpu", "gpu" if path not in ("plain", "normalize")
+                                                              else "cpu"]
+    assert ("MixupNormalize" in _operators(pipeline)) == ("fused" in path)
+
+
+@pytest.mark.parametrize("stage", ["stage_decode", "stage_region_decode", "stage_region_fused_resize",
+                                   "stage_region_resize_linear", "stage_region_resize"])
+def test_the_loader_benchmark_stages_make_gpu_graphs(gpu_graphs, imagenet_dir, stage):
+    from benchmarks.loader import stage_pipeline
+
+    pipeline = stage_pipeline(str(imagenet_dir / "train"), stage, 64, "gpu", batch_size=2, num_threads=1, device_id=0)
+    assert [node.device for node in pipeline._graph_out] == ["gpu"]
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_the_demo_grid_makes_a_gpu_graph(gpu_graphs, per_sample):
+    from dali_mixup.photos import color_photos
+    from dali_mixup.show import photo_mixup_pipeline
+
+    photos = color_photos()
+    pipeline = photo_mixup_pipeline(photos, 64, 1.0, per_sample, "gpu", batch_size=len(photos), num_threads=1,
+                                    device_id=0)
+    assert [node.device for node in pipeline._graph_out][:2] == ["gpu", "gpu"]
