@@ -32,7 +32,10 @@ from train.preemption import Preemption
 
 
 def log(*parts):
-    print(*parts, flush=True)
+    # One write per line: print() writes the text and its newline apart when stdout is unbuffered
+    # (PYTHONUNBUFFERED, as many CI images set), and two ranks sharing a pipe then splice their lines.
+    sys.stdout.write(" ".join(map(str, parts)) + "\n")
+    sys.stdout.flush()
 
 
 def corrupt_labels(files, labels, num_classes, fraction, seed):
