@@ -255,6 +255,9 @@ MUTATIONS = [
     ("pad_crop fills with zeros", "pipelines/augment.py", 'out_of_bounds_policy="pad", fill_values=0)',
      'out_of_bounds_policy="pad", fill_values=10)', ["tests/test_parity.py", "-k", "pad_crop"]),
     # ---- the trainer ----
+    ("a log line is one write (ranks share a pipe)", "train/trainer.py",
+     '    sys.stdout.write(" ".join(map(str, parts)) + "\\n")', "    print(*parts)",
+     ["tests/test_train.py", "-k", "log_line_is_one_write"]),
     ("a resume restores the momentum", "train/checkpoint.py", '    optimizer.load_state_dict(state["optimizer"])\n',
      "", ["tests/test_train.py", "-k", "restores"]),
     ("a resume restores this rank's RNG", "train/checkpoint.py",

@@ -1,6 +1,7 @@
 """The trainer under real torchrun processes: accuracy, resume, atomic checkpoints, 2 nodes, bad options."""
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from dali_mixup.loader import make_loader
 from helpers import photo_crops
 from train import checkpoint
 from train.models import create_model
-from train.trainer import corrupt_labels, image_dtype
+from train.trainer import corrupt_labels, image_dtype, log
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
@@ -596,3 +597,24 @@ def test_max_restarts_with_the_shared_store_is_refused(digits_dir, tmp_path):
     assert result.returncode != 0
     assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in result.stderr
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+class _UnbufferedPipe(io.StringIO):
+    """stdout under PYTHONUNBUFFERED: every write reaches the pipe, shared by the ranks, at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = []
+
+    def write(self, text):
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_a_log_line_is_one_write(monkeypatch):
+    # A line in two writes lets another rank's line in between: CI read one rank's stop message
+    # glued to the other rank's save message.
+    pipe = _UnbufferedPipe()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    log("rank 1: saved at epoch", 0)
+    assert pipe.writes == ["rank 1: saved at epoch 0\n"]
